@@ -1,0 +1,268 @@
+package proxy
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"strings"
+
+	"github.com/pelletier/go-toml/v2"
+)
+
+// DefaultListen is where the forwarder listens when the config says nothing.
+const DefaultListen = "127.0.0.1:4747"
+
+// DefaultMaxBodyMB bounds a request body when max_body_mb is not set.
+const DefaultMaxBodyMB = 32
+
+// ConfigEnv names the environment variable that overrides the config path.
+const ConfigEnv = "GATEHOUSE_CONFIG"
+
+// Config is the file config.toml, schema version 1. It never holds a secret:
+// keys are named by label, the values live in the keychain or the
+// environment. Field names are the contract of DESIGN.md.
+type Config struct {
+	Version int    `toml:"version"`
+	Listen  string `toml:"listen"`
+	// AllowedHosts are extra Host names the listener accepts besides
+	// loopback names and addresses (for instance a name in /etc/hosts that
+	// points at 127.0.0.1).
+	AllowedHosts []string `toml:"allowed_hosts,omitempty"`
+	// AllowedOrigins are browser origins ("scheme://host[:port]") that may
+	// call the forwarder, for an IDE webview or a local web UI. Requests with
+	// any other Origin header are refused; the listed ones get CORS answers.
+	AllowedOrigins []string `toml:"allowed_origins,omitempty"`
+	// MaxBodyMB bounds a request body, in MiB; 0 means DefaultMaxBodyMB.
+	MaxBodyMB int        `toml:"max_body_mb,omitempty"`
+	Upstreams []Upstream `toml:"upstreams"`
+	Pools     []Pool     `toml:"pools,omitempty"`
+}
+
+// Upstream is one API the forwarder can reach.
+type Upstream struct {
+	Name       string   `toml:"name"`
+	BaseURL    string   `toml:"base_url"`
+	Models     []string `toml:"models,omitempty"`
+	Auth       string   `toml:"auth,omitempty"`
+	Keys       []string `toml:"keys,omitempty"`
+	KeyEnv     string   `toml:"key_env,omitempty"`
+	Via        string   `toml:"via,omitempty"`
+	ClientCert bool     `toml:"client_cert,omitempty"`
+	CAFile     string   `toml:"ca_file,omitempty"`
+	// FirstByteTimeout bounds the wait for the upstream's response headers
+	// (a Go duration such as "120s"); empty means DefaultFirstByteTimeout.
+	FirstByteTimeout string `toml:"first_byte_timeout,omitempty"`
+}
+
+// Pool is a group of outbound proxies with health checks.
+type Pool struct {
+	Name      string   `toml:"name"`
+	Strategy  string   `toml:"strategy,omitempty"`
+	Proxies   []string `toml:"proxies"`
+	CheckURL  string   `toml:"check_url,omitempty"`
+	Interval  string   `toml:"interval,omitempty"`
+	Timeout   string   `toml:"timeout,omitempty"`
+	Tolerance string   `toml:"tolerance,omitempty"`
+}
+
+// Auth schemes an upstream may use.
+const (
+	AuthBearer     = "bearer"
+	AuthXAPIKey    = "x-api-key"
+	AuthGoogAPIKey = "x-goog-api-key"
+	AuthHMAC       = "hmac-sha256"
+	AuthNone       = "none"
+)
+
+// Routes an upstream may take.
+const (
+	ViaDirect = "direct"
+	ViaSystem = "system"
+	viaPool   = "pool:"
+)
+
+// Pool defaults, used when a [[pools]] entry leaves a field out.
+const (
+	defaultStrategy  = "fastest"
+	defaultCheckURL  = "https://www.gstatic.com/generate_204"
+	defaultInterval  = "5m"
+	defaultTimeout   = "5s"
+	defaultTolerance = "50ms"
+)
+
+// DefaultConfigPath is config.toml in the user's config folder, unless
+// GATEHOUSE_CONFIG names another file.
+func DefaultConfigPath() (string, error) {
+	if p := os.Getenv(ConfigEnv); p != "" {
+		return p, nil
+	}
+	dir, err := os.UserConfigDir()
+	if err != nil {
+		return "", fmt.Errorf("find the config folder: %w; pass --config FILE or set %s", err, ConfigEnv)
+	}
+	return filepath.Join(dir, "gatehouse", "config.toml"), nil
+}
+
+// DefaultConfig is what a missing file means.
+func DefaultConfig() *Config {
+	c := &Config{}
+	c.applyDefaults()
+	return c
+}
+
+func (c *Config) applyDefaults() {
+	if c.Version == 0 {
+		c.Version = 1
+	}
+	if c.Listen == "" {
+		c.Listen = DefaultListen
+	}
+	for i := range c.Upstreams {
+		u := &c.Upstreams[i]
+		if u.Auth == "" {
+			u.Auth = AuthBearer
+		}
+		if u.Via == "" {
+			u.Via = ViaDirect
+		}
+		u.BaseURL = strings.TrimRight(u.BaseURL, "/")
+	}
+	for i := range c.Pools {
+		p := &c.Pools[i]
+		setDefault(&p.Strategy, defaultStrategy)
+		setDefault(&p.CheckURL, defaultCheckURL)
+		setDefault(&p.Interval, defaultInterval)
+		setDefault(&p.Timeout, defaultTimeout)
+		setDefault(&p.Tolerance, defaultTolerance)
+	}
+}
+
+func setDefault(field *string, value string) {
+	if *field == "" {
+		*field = value
+	}
+}
+
+// MaxBodyBytes is the request body limit in bytes.
+func (c *Config) MaxBodyBytes() int64 {
+	if c.MaxBodyMB <= 0 {
+		return DefaultMaxBodyMB << 20
+	}
+	return int64(c.MaxBodyMB) << 20
+}
+
+// Upstream returns the upstream with that name, or nil.
+func (c *Config) Upstream(name string) *Upstream {
+	for i := range c.Upstreams {
+		if c.Upstreams[i].Name == name {
+			return &c.Upstreams[i]
+		}
+	}
+	return nil
+}
+
+// LoadConfig reads and validates the file at path. A missing file means
+// DefaultConfig. Every error names the file, and where it can the line and
+// the field, and says what to write instead.
+func LoadConfig(path string) (*Config, error) {
+	data, err := os.ReadFile(path)
+	if errors.Is(err, fs.ErrNotExist) {
+		return DefaultConfig(), nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("read config: %w", err)
+	}
+	return ParseConfig(path, data)
+}
+
+// ParseConfig decodes and validates a config document; path is used in
+// error messages and to resolve relative ca_file paths.
+func ParseConfig(path string, data []byte) (*Config, error) {
+	var c Config
+	dec := toml.NewDecoder(bytes.NewReader(data)).DisallowUnknownFields()
+	if err := dec.Decode(&c); err != nil {
+		return nil, decodeError(path, err)
+	}
+	c.applyDefaults()
+	if err := c.validate(filepath.Dir(path)); err != nil {
+		var fe *fieldError
+		if errors.As(err, &fe) {
+			return nil, fe.located(path, data)
+		}
+		return nil, fmt.Errorf("%s: %w", path, err)
+	}
+	return &c, nil
+}
+
+func decodeError(path string, err error) error {
+	var strict *toml.StrictMissingError
+	if errors.As(err, &strict) && len(strict.Errors) > 0 {
+		first := &strict.Errors[0]
+		line, _ := first.Position()
+		return fmt.Errorf("%s:%d: unknown field %q; check its spelling against the README's config reference",
+			path, line, strings.Join(first.Key(), "."))
+	}
+	var de *toml.DecodeError
+	if errors.As(err, &de) {
+		line, _ := de.Position()
+		key := strings.Join(de.Key(), ".")
+		if key != "" {
+			return fmt.Errorf("%s:%d: %s: %s", path, line, key, strings.TrimPrefix(de.Error(), "toml: "))
+		}
+		return fmt.Errorf("%s:%d: %s", path, line, strings.TrimPrefix(de.Error(), "toml: "))
+	}
+	return fmt.Errorf("%s: %w", path, err)
+}
+
+// SaveConfig validates c and writes it to path atomically: a temporary file
+// in the same folder, synced, then renamed over the old one, so a failure at
+// any point leaves the old file as it was. The folder is created 0700, the
+// file is 0600.
+func SaveConfig(path string, c *Config) error {
+	if err := c.validate(filepath.Dir(path)); err != nil {
+		return fmt.Errorf("not saved, the config is invalid: %w", err)
+	}
+	data, err := toml.Marshal(c)
+	if err != nil {
+		return fmt.Errorf("encode config: %w", err)
+	}
+	dir := filepath.Dir(path)
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return fmt.Errorf("create config folder: %w", err)
+	}
+	tmp, err := os.CreateTemp(dir, ".config-*.toml")
+	if err != nil {
+		return fmt.Errorf("save config: %w", err)
+	}
+	defer os.Remove(tmp.Name()) // a no-op after the rename
+	if err := writeSynced(tmp, data); err != nil {
+		return fmt.Errorf("save config: %w", err)
+	}
+	if err := os.Rename(tmp.Name(), path); err != nil {
+		return fmt.Errorf("save config: %w", err)
+	}
+	if d, err := os.Open(dir); err == nil {
+		_ = d.Sync() // makes the rename durable where the OS supports it
+		d.Close()
+	}
+	return nil
+}
+
+func writeSynced(f *os.File, data []byte) error {
+	if err := f.Chmod(0o600); err != nil {
+		f.Close()
+		return err
+	}
+	if _, err := f.Write(data); err != nil {
+		f.Close()
+		return err
+	}
+	if err := f.Sync(); err != nil {
+		f.Close()
+		return err
+	}
+	return f.Close()
+}

@@ -1,0 +1,390 @@
+package proxy
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/url"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// Forwarder is the localhost OpenAI-compatible endpoint: an http.Handler
+// that routes each request to an upstream, injects the upstream's
+// credential and streams the answer back. A new config applies to requests
+// that start after Apply; requests in flight keep the one they started with.
+type Forwarder struct {
+	creds  Credentials
+	log    *slog.Logger
+	reqlog *RequestLog
+	models *modelCache
+	state  atomic.Pointer[runtime]
+	nextID atomic.Uint64
+
+	mu         sync.Mutex
+	transports map[string]*http.Transport // by transportKey
+}
+
+// runtime is one applied config, ready to serve.
+type runtime struct {
+	cfg       *Config
+	upstreams []*upstreamRT
+	byName    map[string]*upstreamRT
+	hosts     map[string]bool
+	origins   map[string]bool
+	maxBody   int64
+}
+
+// NewForwarder makes a forwarder with no upstreams; Apply gives it a config.
+// reqlog may be nil.
+func NewForwarder(creds Credentials, reqlog *RequestLog, log *slog.Logger) *Forwarder {
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	f := &Forwarder{creds: creds, log: log, reqlog: reqlog, transports: map[string]*http.Transport{}}
+	f.models = newModelCache(f)
+	if err := f.Apply(DefaultConfig(), ""); err != nil {
+		panic(err) // the default config has nothing that can fail
+	}
+	return f
+}
+
+// Apply makes cfg the config for new requests. dir is the folder relative
+// ca_file paths are read from. The forwarder keeps cfg: do not change it
+// afterwards (Config().Clone() gives a copy to edit).
+func (f *Forwarder) Apply(cfg *Config, dir string) error {
+	if err := cfg.validate(dir); err != nil {
+		return err
+	}
+	rt := &runtime{
+		cfg:     cfg,
+		byName:  map[string]*upstreamRT{},
+		hosts:   map[string]bool{},
+		origins: map[string]bool{},
+		maxBody: cfg.MaxBodyBytes(),
+	}
+	for _, h := range cfg.AllowedHosts {
+		rt.hosts[strings.ToLower(h)] = true
+	}
+	for _, o := range cfg.AllowedOrigins {
+		rt.origins[strings.ToLower(strings.TrimSuffix(o, "/"))] = true
+	}
+
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	transports := map[string]*http.Transport{}
+	for i := range cfg.Upstreams {
+		uc := &cfg.Upstreams[i]
+		u := &upstreamRT{cfg: uc}
+		for _, m := range uc.Models {
+			g, _ := compileGlob(m) // validated above
+			u.globs = append(u.globs, g)
+		}
+		u.base, _ = url.Parse(uc.BaseURL) // validated above
+		key := transportKey(uc, dir)
+		t, route, err := newTransport(uc, dir)
+		if err != nil {
+			return fmt.Errorf("upstreams[%d] %q: %w", i, uc.Name, err)
+		}
+		if old, ok := transports[key]; ok {
+			t = old
+		} else if old, ok := f.transports[key]; ok {
+			t = old
+		}
+		transports[key] = t
+		u.transport, u.route = t, route
+		u.rp = f.newReverseProxy(u)
+		rt.upstreams = append(rt.upstreams, u)
+		rt.byName[uc.Name] = u
+	}
+	for key, t := range f.transports {
+		if transports[key] == nil {
+			// Requests in flight keep their connections; idle ones go now,
+			// and the rest close after IdleConnTimeout once they are done.
+			t.CloseIdleConnections()
+		}
+	}
+	f.transports = transports
+	f.state.Store(rt)
+	return nil
+}
+
+// Config returns the config in use. Treat it as read-only.
+func (f *Forwarder) Config() *Config { return f.state.Load().cfg }
+
+// Close drops idle upstream connections.
+func (f *Forwarder) Close() {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	for _, t := range f.transports {
+		t.CloseIdleConnections()
+	}
+}
+
+// route returns the first upstream whose patterns match model.
+func (rt *runtime) route(model string) *upstreamRT {
+	for _, u := range rt.upstreams {
+		if u.matches(model) {
+			return u
+		}
+	}
+	return nil
+}
+
+type ctxKey struct{}
+
+// forwardState is what the reverse proxy needs to know about one request.
+type forwardState struct {
+	target *url.URL
+	cred   Credential
+	rec    *Record
+}
+
+func stateFrom(ctx context.Context) *forwardState {
+	st, _ := ctx.Value(ctxKey{}).(*forwardState)
+	return st
+}
+
+// ServeHTTP implements http.Handler.
+func (f *Forwarder) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	rt := f.state.Load()
+	if r.URL.Path == "/health" {
+		f.serveHealth(rt, w, r)
+		return
+	}
+	rec := &Record{
+		ID:     f.nextID.Add(1),
+		Start:  time.Now(),
+		Client: r.RemoteAddr,
+		Method: r.Method,
+		Path:   r.URL.Path,
+	}
+	rw := &recorder{ResponseWriter: w, rec: rec}
+	defer f.finish(rw, r)
+
+	if e := rt.guard(w, r); e != nil {
+		rec.Error = e.Message
+		writeAPIError(rw, e)
+		return
+	}
+	if isPreflight(r) {
+		rt.preflight(w, r)
+		rec.Status = http.StatusNoContent
+		return
+	}
+	switch p := r.URL.Path; {
+	case p == "/v1/models" && r.Method == http.MethodGet:
+		f.serveModels(rt, rw, r)
+	case strings.HasPrefix(p, "/v1/"):
+		f.forward(rt, rw, r, "")
+	case strings.HasPrefix(p, "/u/"):
+		name, _, _ := strings.Cut(strings.TrimPrefix(p, "/u/"), "/")
+		f.forward(rt, rw, r, name)
+	default:
+		e := newAPIError(http.StatusNotFound, "unknown_path",
+			fmt.Sprintf("%s is not an API path here; point your client at http://%s/v1 (or /u/<upstream>/ for one upstream)", p, rt.cfg.Listen))
+		rec.Error = e.Message
+		writeAPIError(rw, e)
+	}
+}
+
+// finish writes the request's record, also when the reverse proxy aborted
+// the response with http.ErrAbortHandler (the stream broke after it began).
+func (f *Forwarder) finish(rw *recorder, r *http.Request) {
+	rec := rw.rec
+	p := recover()
+	if rec.Status == 0 {
+		rec.Status = rw.status
+	}
+	if p != nil || r.Context().Err() != nil && rec.Status < 400 {
+		if r.Context().Err() != nil {
+			rec.Status = StatusClientClosed
+			setOnce(&rec.Error, "the client closed the request before the answer was complete")
+		} else {
+			setOnce(&rec.Error, "the upstream's answer broke off before it was complete")
+		}
+	}
+	rec.BytesOut = rw.bytes
+	rec.Duration = time.Since(rec.Start)
+	if !rw.firstByte.IsZero() {
+		rec.TTFB = rw.firstByte.Sub(rec.Start)
+	}
+	rec.Stream = strings.HasPrefix(rw.Header().Get("Content-Type"), "text/event-stream")
+	if f.reqlog != nil {
+		f.reqlog.Add(*rec)
+	}
+	if p != nil {
+		panic(p)
+	}
+}
+
+func setOnce(s *string, v string) {
+	if *s == "" {
+		*s = v
+	}
+}
+
+// forward sends one API request upstream. name is the upstream named by a
+// /u/<name>/ path, or "" to route by model.
+func (f *Forwarder) forward(rt *runtime, w *recorder, r *http.Request, name string) {
+	rec := w.rec
+	fail := func(e *apiError) {
+		rec.Error = e.Message
+		if e.Status == StatusClientClosed {
+			rec.Status = e.Status
+			return
+		}
+		writeAPIError(w, e)
+	}
+
+	rest := strings.TrimPrefix(r.URL.EscapedPath(), "/v1/")
+	if name != "" {
+		rest = strings.TrimPrefix(r.URL.EscapedPath(), "/u/"+name)
+		rest = strings.TrimPrefix(rest, "/")
+	}
+	if hasDotSegment(rest) {
+		fail(newAPIError(http.StatusBadRequest, "bad_path", "the path must not contain '.' or '..' segments"))
+		return
+	}
+
+	body, err := readBody(r, rt.maxBody)
+	rec.BytesIn = int64(len(body))
+	if err != nil {
+		fail(bodyError(r.Context(), err))
+		return
+	}
+
+	var up *upstreamRT
+	if name != "" {
+		if up = rt.byName[name]; up == nil {
+			fail(newAPIError(http.StatusNotFound, "unknown_upstream",
+				fmt.Sprintf("no upstream named %q; configured upstreams: %s", name, upstreamNames(rt.upstreams))))
+			return
+		}
+	} else {
+		model, err := extractModel(r.Header.Get("Content-Type"), body)
+		if err != nil && r.Method == http.MethodGet && strings.HasPrefix(rest, "models/") {
+			model, err = strings.TrimPrefix(rest, "models/"), nil // retrieve one model
+		}
+		rec.Model = model
+		switch {
+		case err == nil:
+			if up = rt.route(model); up == nil {
+				fail(newAPIError(http.StatusNotFound, "model_not_found",
+					fmt.Sprintf("no upstream serves model %q; the configured patterns are %s; add the model to an upstream's models in the config, or call /u/<upstream>/ directly",
+						model, describeUpstreams(rt.upstreams))))
+				return
+			}
+		case len(rt.upstreams) == 1:
+			// Requests without a model (files, batches, a stored response)
+			// can only mean the one upstream there is.
+			up = rt.upstreams[0]
+		default:
+			msg := "the request has no \"model\" field, so Gatehouse cannot tell which upstream to use; send JSON with a \"model\", or call /u/<upstream>/" + rest
+			if errors.Is(err, errModelNotAText) {
+				msg = "\"model\" must be a string naming the model"
+			}
+			fail(newAPIError(http.StatusBadRequest, "model_missing", msg))
+			return
+		}
+	}
+	rec.Upstream, rec.Route = up.cfg.Name, up.route
+
+	st := &forwardState{target: up.target(rest, r.URL.RawQuery), rec: rec}
+	if up.cfg.Auth != AuthNone {
+		cred, err := f.creds.Credential(up.cfg)
+		if err != nil {
+			fail(newAPIError(http.StatusUnauthorized, "no_upstream_key", err.Error()))
+			return
+		}
+		st.cred, rec.Credential = cred, cred.Label
+	}
+
+	r.Header.Del("Transfer-Encoding")
+	r.ContentLength = int64(len(body))
+	r.Body = http.NoBody
+	r.GetBody = nil
+	if len(body) > 0 {
+		r.Body = io.NopCloser(bytes.NewReader(body))
+		r.GetBody = func() (io.ReadCloser, error) { return io.NopCloser(bytes.NewReader(body)), nil }
+	}
+	up.rp.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), ctxKey{}, st)))
+}
+
+func bodyError(ctx context.Context, err error) *apiError {
+	var tooBig *http.MaxBytesError
+	switch {
+	case errors.As(err, &tooBig):
+		return newAPIError(http.StatusRequestEntityTooLarge, "request_too_large", tooLargeMessage(tooBig.Limit))
+	case ctx.Err() != nil:
+		return newAPIError(StatusClientClosed, "client_closed", "the client closed the request")
+	}
+	return newAPIError(http.StatusBadRequest, "bad_body", "reading the request body failed: "+err.Error())
+}
+
+func hasDotSegment(p string) bool {
+	for seg := range strings.SplitSeq(p, "/") {
+		if seg == "." || seg == ".." || strings.EqualFold(seg, "%2e") || strings.EqualFold(seg, "%2e%2e") {
+			return true
+		}
+	}
+	return false
+}
+
+func upstreamNames(ups []*upstreamRT) string {
+	names := make([]string, len(ups))
+	for i, u := range ups {
+		names[i] = u.cfg.Name
+	}
+	if len(names) == 0 {
+		return "none"
+	}
+	return strings.Join(names, ", ")
+}
+
+func (f *Forwarder) serveHealth(rt *runtime, w http.ResponseWriter, r *http.Request) {
+	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("Cache-Control", "no-store")
+	fmt.Fprintf(w, "{\"status\":\"ok\",\"upstreams\":%d}\n", len(rt.upstreams))
+}
+
+// recorder watches what goes to the client for the request log. It keeps
+// Flush and Unwrap working so streamed events are not held back.
+type recorder struct {
+	http.ResponseWriter
+	rec       *Record
+	status    int
+	bytes     int64
+	firstByte time.Time
+}
+
+func (w *recorder) WriteHeader(code int) {
+	if code >= 200 && w.status == 0 {
+		w.status = code
+	}
+	w.ResponseWriter.WriteHeader(code)
+}
+
+func (w *recorder) Write(b []byte) (int, error) {
+	if w.status == 0 {
+		w.status = http.StatusOK
+	}
+	if w.firstByte.IsZero() && len(b) > 0 {
+		w.firstByte = time.Now()
+	}
+	n, err := w.ResponseWriter.Write(b)
+	w.bytes += int64(n)
+	return n, err
+}
+
+func (w *recorder) Flush() {
+	_ = http.NewResponseController(w.ResponseWriter).Flush()
+}
+
+func (w *recorder) Unwrap() http.ResponseWriter { return w.ResponseWriter }

@@ -1,0 +1,156 @@
+package proxy
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"strings"
+	"sync"
+	"time"
+)
+
+// How long an upstream's model list is kept, and how long a failed fetch
+// keeps Gatehouse from asking again.
+const (
+	modelsTTL        = 10 * time.Minute
+	modelsFailureTTL = time.Minute
+	modelsTimeout    = 10 * time.Second
+	modelsMaxBody    = 8 << 20
+)
+
+// Model is one entry of GET /v1/models, in OpenAI's shape.
+type Model struct {
+	ID      string `json:"id"`
+	Object  string `json:"object"`
+	Created int64  `json:"created"`
+	OwnedBy string `json:"owned_by"`
+}
+
+// modelCache holds each upstream's own /models list, fetched on first use.
+type modelCache struct {
+	f       *Forwarder
+	mu      sync.Mutex
+	entries map[string]*modelEntry
+}
+
+type modelEntry struct {
+	once    sync.Once
+	ids     []string
+	expires time.Time
+}
+
+func newModelCache(f *Forwarder) *modelCache {
+	return &modelCache{f: f, entries: map[string]*modelEntry{}}
+}
+
+// cacheKey changes whenever what the list depends on changes.
+func modelsCacheKey(u *Upstream) string {
+	return strings.Join([]string{u.Name, u.BaseURL, u.Auth, u.KeyEnv, u.Via}, "\x00")
+}
+
+// ids returns an upstream's model ids, fetching them when the cached list is
+// missing or old. Concurrent callers share one fetch.
+func (c *modelCache) ids(ctx context.Context, u *upstreamRT) []string {
+	key := modelsCacheKey(u.cfg)
+	c.mu.Lock()
+	e := c.entries[key]
+	if e == nil || (!e.expires.IsZero() && time.Now().After(e.expires)) {
+		e = &modelEntry{}
+		c.entries[key] = e
+	}
+	c.mu.Unlock()
+	e.once.Do(func() {
+		ids, err := c.fetch(ctx, u)
+		if err != nil {
+			c.f.log.Warn("model list not available", "upstream", u.cfg.Name, "err", err)
+			e.expires = time.Now().Add(modelsFailureTTL)
+			return
+		}
+		e.ids, e.expires = ids, time.Now().Add(modelsTTL)
+	})
+	return e.ids
+}
+
+func (c *modelCache) fetch(ctx context.Context, u *upstreamRT) ([]string, error) {
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), modelsTimeout)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u.target("models", "").String(), nil)
+	if err != nil {
+		return nil, err
+	}
+	if u.cfg.Auth != AuthNone {
+		cred, err := c.f.creds.Credential(u.cfg)
+		if err != nil {
+			return nil, err
+		}
+		applyAuth(req, u.cfg.Auth, cred)
+	}
+	if u.cfg.Auth == AuthXAPIKey {
+		req.Header.Set("Anthropic-Version", "2023-06-01")
+	}
+	res, err := u.transport.RoundTrip(req)
+	if err != nil {
+		return nil, err
+	}
+	defer res.Body.Close()
+	if res.StatusCode != http.StatusOK {
+		return nil, fmt.Errorf("GET %s answered %s", req.URL.Redacted(), res.Status)
+	}
+	var list struct {
+		Data []struct {
+			ID string `json:"id"`
+		} `json:"data"`
+	}
+	if err := json.NewDecoder(io.LimitReader(res.Body, modelsMaxBody)).Decode(&list); err != nil {
+		return nil, fmt.Errorf("read model list: %w", err)
+	}
+	ids := make([]string, 0, len(list.Data))
+	for _, m := range list.Data {
+		if m.ID != "" {
+			ids = append(ids, m.ID)
+		}
+	}
+	return ids, nil
+}
+
+// serveModels answers GET /v1/models with the models of every upstream that
+// model routing would send there: the literal names in its models patterns
+// and whatever its own /models lists. An upstream that cannot be asked
+// contributes its literal names only.
+func (f *Forwarder) serveModels(rt *runtime, w http.ResponseWriter, r *http.Request) {
+	fetched := make([][]string, len(rt.upstreams))
+	var wg sync.WaitGroup
+	for i, u := range rt.upstreams {
+		if len(u.globs) == 0 {
+			continue // reachable only through /u/<name>/
+		}
+		wg.Go(func() { fetched[i] = f.models.ids(r.Context(), u) })
+	}
+	wg.Wait()
+
+	seen := map[string]bool{}
+	data := []Model{}
+	add := func(id string, u *upstreamRT) {
+		if !seen[id] && rt.route(id) == u {
+			seen[id] = true
+			data = append(data, Model{ID: id, Object: "model", OwnedBy: u.cfg.Name})
+		}
+	}
+	for i, u := range rt.upstreams {
+		for _, g := range u.globs {
+			if g.literal {
+				add(g.pattern, u)
+			}
+		}
+		for _, id := range fetched[i] {
+			add(id, u)
+		}
+	}
+	w.Header().Set("Content-Type", "application/json")
+	_ = json.NewEncoder(w).Encode(struct {
+		Object string  `json:"object"`
+		Data   []Model `json:"data"`
+	}{"list", data})
+}

@@ -1,0 +1,190 @@
+package proxy
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/fsnotify/fsnotify"
+)
+
+// DefaultShutdownGrace is how long a stopping service lets open requests
+// and streams finish.
+const DefaultShutdownGrace = 30 * time.Second
+
+// Service runs the forwarder on its listen address, applies the config file
+// again when it changes, and stops gracefully. `gatehouse serve` and the
+// desktop app both run one.
+type Service struct {
+	Forwarder *Forwarder
+	// Ready, if set, is called with the bound address once the listener is
+	// up (useful with listen port 0 in tests).
+	Ready func(addr net.Addr)
+	// ShutdownGrace bounds how long open requests may take after Run's ctx
+	// is done; 0 means DefaultShutdownGrace.
+	ShutdownGrace time.Duration
+
+	path   string
+	listen string // --listen override, or ""
+	log    *slog.Logger
+	mu     sync.Mutex // serialises reloads
+}
+
+// NewService loads the config at path (a missing file means defaults) and
+// prepares a forwarder for it. listen, if not empty, overrides the config's
+// listen address.
+func NewService(path, listen string, creds Credentials, reqlog *RequestLog, log *slog.Logger) (*Service, error) {
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	s := &Service{path: path, listen: listen, log: log, Forwarder: NewForwarder(creds, reqlog, log)}
+	if listen != "" {
+		if err := validateListen(listen); err != nil {
+			return nil, fmt.Errorf("--listen: %w", err)
+		}
+	}
+	cfg, err := s.load()
+	if err != nil {
+		return nil, err
+	}
+	if err := s.Forwarder.Apply(cfg, filepath.Dir(path)); err != nil {
+		return nil, fmt.Errorf("%s: %w", path, err)
+	}
+	return s, nil
+}
+
+func (s *Service) load() (*Config, error) {
+	cfg, err := LoadConfig(s.path)
+	if err != nil {
+		return nil, err
+	}
+	if s.listen != "" {
+		cfg.Listen = s.listen
+	}
+	return cfg, nil
+}
+
+// Reload reads the config file again and applies it to new requests. On any
+// error the config in use stays as it was.
+func (s *Service) Reload() error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	old := s.Forwarder.Config().Listen
+	cfg, err := s.load()
+	if err == nil {
+		err = s.Forwarder.Apply(cfg, filepath.Dir(s.path))
+	}
+	if err == nil && cfg.Listen != old {
+		s.log.Warn("a new listen address applies after a restart", "listening", old, "configured", cfg.Listen)
+	}
+	if err != nil {
+		s.log.Error("config not applied; keeping the last good one", "err", err)
+		return err
+	}
+	s.log.Info("config applied", "path", s.path, "upstreams", len(cfg.Upstreams))
+	return nil
+}
+
+// Run serves until ctx is done, then stops accepting connections and lets
+// open requests finish for up to ShutdownGrace before closing them. A value
+// on reload, or a change of the config file, applies the file again.
+func (s *Service) Run(ctx context.Context, reload <-chan struct{}) error {
+	addr := s.Forwarder.Config().Listen
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		if errors.Is(err, syscall.EADDRINUSE) {
+			return fmt.Errorf("listen on %s: the address is in use; another Gatehouse may be running there, or choose another port with listen in the config or --listen", addr)
+		}
+		return fmt.Errorf("listen on %s: %w", addr, err)
+	}
+	srv := &http.Server{
+		Handler:           s.Forwarder,
+		ReadHeaderTimeout: 30 * time.Second,
+		IdleTimeout:       5 * time.Minute,
+		ErrorLog:          slog.NewLogLogger(s.log.Handler(), slog.LevelDebug),
+	}
+	s.log.Info("forwarder listening", "url", "http://"+ln.Addr().String()+"/v1", "config", s.path)
+	if s.Ready != nil {
+		s.Ready(ln.Addr())
+	}
+
+	runCtx, stop := context.WithCancel(ctx)
+	defer stop()
+	var wg sync.WaitGroup
+	wg.Go(func() { s.watch(runCtx, reload) })
+
+	served := make(chan error, 1)
+	go func() { served <- srv.Serve(ln) }()
+	select {
+	case err := <-served:
+		stop()
+		wg.Wait()
+		return fmt.Errorf("serve: %w", err)
+	case <-ctx.Done():
+	}
+	stop()
+	wg.Wait()
+	grace := s.ShutdownGrace
+	if grace <= 0 {
+		grace = DefaultShutdownGrace
+	}
+	s.log.Info("stopping; letting open requests finish", "grace", grace)
+	shutCtx, cancel := context.WithTimeout(context.Background(), grace)
+	defer cancel()
+	if err := srv.Shutdown(shutCtx); err != nil {
+		s.log.Warn("open requests did not finish in time; closing them", "err", err)
+		_ = srv.Close()
+	}
+	s.Forwarder.Close()
+	return nil
+}
+
+// watch applies the config again on a reload signal or when the file
+// changes. It watches the folder, because editors and SaveConfig replace
+// the file by renaming another over it, and waits for writes to settle.
+func (s *Service) watch(ctx context.Context, reload <-chan struct{}) {
+	var events <-chan fsnotify.Event
+	w, err := fsnotify.NewWatcher()
+	if err == nil {
+		if err = w.Add(filepath.Dir(s.path)); err == nil {
+			events = w.Events
+		}
+		defer w.Close()
+	}
+	if err != nil {
+		s.log.Warn("not watching the config file for changes; send SIGHUP to reload", "err", err)
+	}
+	const settle = 200 * time.Millisecond
+	timer := time.NewTimer(settle)
+	timer.Stop()
+	target := filepath.Clean(s.path)
+	for {
+		select {
+		case <-ctx.Done():
+			timer.Stop()
+			return
+		case <-reload:
+			_ = s.Reload()
+		case ev, ok := <-events:
+			if !ok {
+				events = nil
+				continue
+			}
+			if filepath.Clean(ev.Name) == target {
+				timer.Reset(settle)
+			}
+		case <-timer.C:
+			if _, err := os.Stat(s.path); err == nil {
+				_ = s.Reload()
+			}
+		}
+	}
+}

@@ -1,0 +1,181 @@
+package proxy
+
+import (
+	"crypto/tls"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/http/httputil"
+	"net/url"
+	"strings"
+	"time"
+)
+
+// DefaultFirstByteTimeout bounds the wait for an upstream's response
+// headers when first_byte_timeout is not set.
+const DefaultFirstByteTimeout = 120 * time.Second
+
+// upstreamRT is an upstream as the forwarder uses it: its config, compiled
+// patterns, parsed base URL and the transport of its route.
+type upstreamRT struct {
+	cfg       *Upstream
+	globs     []glob
+	base      *url.URL
+	route     string // what the request log shows: direct, system, proxy URL
+	transport http.RoundTripper
+	rp        *httputil.ReverseProxy
+}
+
+func (u *upstreamRT) matches(model string) bool {
+	for _, g := range u.globs {
+		if g.match(model) {
+			return true
+		}
+	}
+	return false
+}
+
+// target is base_url followed by rest (already escaped), with the query.
+func (u *upstreamRT) target(escapedRest, rawQuery string) *url.URL {
+	t := *u.base
+	raw := strings.TrimSuffix(u.base.EscapedPath(), "/") + "/" + escapedRest
+	t.RawPath = raw
+	if p, err := url.PathUnescape(raw); err == nil {
+		t.Path = p
+	}
+	t.RawQuery = rawQuery
+	return &t
+}
+
+// transportKey names what a transport depends on, so that a reload keeps
+// the pooled connections of every upstream whose route did not change.
+func transportKey(u *Upstream, dir string) string {
+	ca := ""
+	if u.CAFile != "" {
+		ca = resolvePath(dir, u.CAFile)
+	}
+	return u.Via + "\x00" + ca + "\x00" + u.FirstByteTimeout
+}
+
+// newTransport builds the HTTP transport of an upstream's route.
+func newTransport(u *Upstream, dir string) (*http.Transport, string, error) {
+	fbt, err := parseDuration(u.FirstByteTimeout, DefaultFirstByteTimeout)
+	if err != nil {
+		return nil, "", err
+	}
+	t := &http.Transport{
+		DialContext:           (&net.Dialer{Timeout: 30 * time.Second, KeepAlive: 30 * time.Second}).DialContext,
+		ForceAttemptHTTP2:     true,
+		MaxIdleConns:          256,
+		MaxIdleConnsPerHost:   64,
+		IdleConnTimeout:       90 * time.Second,
+		TLSHandshakeTimeout:   15 * time.Second,
+		ExpectContinueTimeout: time.Second,
+		ResponseHeaderTimeout: fbt,
+		TLSClientConfig:       &tls.Config{MinVersion: tls.VersionTLS12},
+	}
+	if u.CAFile != "" {
+		pool, err := loadCAFile(resolvePath(dir, u.CAFile))
+		if err != nil {
+			return nil, "", err
+		}
+		t.TLSClientConfig.RootCAs = pool
+	}
+	route := u.Via
+	switch u.Via {
+	case ViaDirect:
+	case ViaSystem:
+		t.Proxy = http.ProxyFromEnvironment
+	default:
+		pu, err := parseProxyURL(u.Via)
+		if err != nil {
+			return nil, "", err
+		}
+		t.Proxy = http.ProxyURL(pu)
+		route = "proxy " + pu.Redacted()
+	}
+	return t, route, nil
+}
+
+// Inbound headers that never go upstream: every credential a client may
+// send (the upstream gets its own), and what would reveal the client.
+// Hop-by-hop headers and X-Forwarded-* are removed by ReverseProxy itself.
+var strippedRequestHeaders = []string{
+	"Authorization", "X-Api-Key", "X-Goog-Api-Key", "Api-Key", "Proxy-Authorization",
+	"Forwarded", "X-Real-Ip", "Origin", "Cookie",
+}
+
+// applyAuth sets the upstream's own credential on an outbound request.
+func applyAuth(out *http.Request, scheme string, cred Credential) {
+	switch scheme {
+	case AuthBearer:
+		out.Header.Set("Authorization", "Bearer "+cred.Secret)
+	case AuthXAPIKey:
+		out.Header.Set("X-Api-Key", cred.Secret)
+	case AuthGoogAPIKey:
+		out.Header.Set("X-Goog-Api-Key", cred.Secret)
+		// A key a client put in the query string is not ours to pass on.
+		if strings.Contains(out.URL.RawQuery, "key=") {
+			q := out.URL.Query()
+			q.Del("key")
+			out.URL.RawQuery = q.Encode()
+		}
+	}
+}
+
+// newReverseProxy is the upstream's httputil.ReverseProxy. The per-request
+// state (target, credential, record) travels in the request context.
+func (f *Forwarder) newReverseProxy(u *upstreamRT) *httputil.ReverseProxy {
+	return &httputil.ReverseProxy{
+		Transport: u.transport,
+		Rewrite: func(pr *httputil.ProxyRequest) {
+			st := stateFrom(pr.In.Context())
+			pr.Out.URL = st.target
+			pr.Out.Host = ""
+			for _, h := range strippedRequestHeaders {
+				pr.Out.Header.Del(h)
+			}
+			applyAuth(pr.Out, u.cfg.Auth, st.cred)
+		},
+		ModifyResponse: func(res *http.Response) error {
+			// The listener answers CORS itself; an upstream's own
+			// Access-Control-* headers (OpenAI sends "*") must not open it.
+			for k := range res.Header {
+				if strings.HasPrefix(k, "Access-Control-") {
+					delete(res.Header, k)
+				}
+			}
+			return nil
+		},
+		ErrorHandler: func(w http.ResponseWriter, r *http.Request, err error) {
+			st := stateFrom(r.Context())
+			e := upstreamError(r.Context(), u.cfg.Name, err)
+			st.rec.Error = e.Message
+			if e.Status == StatusClientClosed {
+				st.rec.Status = StatusClientClosed
+				return
+			}
+			writeAPIError(w, e)
+		},
+		ErrorLog: slog.NewLogLogger(f.log.With("upstream", u.cfg.Name).Handler(), slog.LevelDebug),
+	}
+}
+
+func describeUpstreams(ups []*upstreamRT) string {
+	if len(ups) == 0 {
+		return "no upstreams are configured; add an [[upstreams]] entry to the config"
+	}
+	var b strings.Builder
+	for i, u := range ups {
+		if i > 0 {
+			b.WriteString("; ")
+		}
+		if len(u.cfg.Models) == 0 {
+			fmt.Fprintf(&b, "%s: (only via /u/%s/)", u.cfg.Name, u.cfg.Name)
+			continue
+		}
+		fmt.Fprintf(&b, "%s: %s", u.cfg.Name, strings.Join(u.cfg.Models, ", "))
+	}
+	return b.String()
+}
