@@ -41,7 +41,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 	case "":
 		err = runDefault(ctx, log, stderr)
 	case "serve":
-		err = serve(ctx, args, log)
+		err = serve(ctx, args, log, stderr)
 	case "version", "--version":
 		fmt.Fprintf(stdout, "gatehouse %s (%s, %s %s/%s)\n", version, flavour, runtime.Version(), runtime.GOOS, runtime.GOARCH)
 	case "help", "-h", "--help":
@@ -89,15 +89,20 @@ func logLevel() slog.Level {
 
 // serve runs the forwarder until SIGINT or SIGTERM; SIGHUP reloads the
 // config. Each request is logged as one line on stderr.
-func serve(ctx context.Context, args []string, log *slog.Logger) error {
+func serve(ctx context.Context, args []string, log *slog.Logger, stderr io.Writer) error {
 	fs := flag.NewFlagSet("serve", flag.ContinueOnError)
+	fs.SetOutput(stderr)
 	cfgPath := fs.String("config", "", "config file (default: $"+proxy.ConfigEnv+" or config.toml in the user config folder)")
 	listen := fs.String("listen", "", "listen address, overriding the config's (loopback only)")
 	if err := fs.Parse(args); err != nil {
-		return err
+		if errors.Is(err, flag.ErrHelp) {
+			return err
+		}
+		return errUsage // the flag package has said what is wrong
 	}
 	if fs.NArg() > 0 {
-		return fmt.Errorf("serve takes no arguments, got %q; see gatehouse help", fs.Args())
+		fmt.Fprintf(stderr, "gatehouse: serve takes no arguments, got %q; see gatehouse help\n", fs.Args())
+		return errUsage
 	}
 	path := *cfgPath
 	if path == "" {

@@ -8,6 +8,7 @@ import (
 	"mime"
 	"mime/multipart"
 	"net/http"
+	"unicode/utf8"
 
 	"github.com/tidwall/gjson"
 )
@@ -55,7 +56,7 @@ func extractModel(contentType string, body []byte) (string, error) {
 	switch {
 	case !res.Exists():
 		return "", errNoModel
-	case res.Type != gjson.String:
+	case res.Type != gjson.String || !utf8.ValidString(res.Str):
 		return "", errModelNotAText
 	case res.Str == "":
 		return "", errNoModel

@@ -9,6 +9,7 @@ import (
 	"net/http/httputil"
 	"net/url"
 	"strings"
+	"sync"
 	"time"
 )
 
@@ -158,9 +159,25 @@ func (f *Forwarder) newReverseProxy(u *upstreamRT) *httputil.ReverseProxy {
 			}
 			writeAPIError(w, e)
 		},
-		ErrorLog: slog.NewLogLogger(f.log.With("upstream", u.cfg.Name).Handler(), slog.LevelDebug),
+		BufferPool: copyBuffers,
+		ErrorLog:   slog.NewLogLogger(f.log.With("upstream", u.cfg.Name).Handler(), slog.LevelDebug),
 	}
 }
+
+// copyBuffers lends the 32 KiB buffers that answers are copied through, so a
+// request does not allocate its own.
+var copyBuffers = &bufferPool{}
+
+type bufferPool struct{ p sync.Pool }
+
+func (b *bufferPool) Get() []byte {
+	if buf, ok := b.p.Get().(*[]byte); ok {
+		return *buf
+	}
+	return make([]byte, 32<<10)
+}
+
+func (b *bufferPool) Put(buf []byte) { b.p.Put(&buf) }
 
 func describeUpstreams(ups []*upstreamRT) string {
 	if len(ups) == 0 {

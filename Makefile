@@ -1,0 +1,51 @@
+# Gatehouse. `make run` runs it, `make test` runs every test; both install
+# what they need first (see scripts/deps.sh).
+
+GO := $(shell ./scripts/deps.sh go)
+ifeq ($(GO),)
+$(error no Go toolchain; see the messages above)
+endif
+VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
+LDFLAGS := -s -w -X main.version=$(VERSION)
+ARGS ?=
+
+.PHONY: run test vet fmt-check build build-headless bench fuzz clean
+
+## run: start Gatehouse (ARGS="serve --config FILE" for the headless forwarder)
+run:
+	./scripts/deps.sh run
+	$(GO) run . $(ARGS)
+
+## test: formatting, vet, benchmarks once (so they keep compiling), then
+## every test with the race detector
+test: fmt-check vet
+	./scripts/deps.sh test
+	$(GO) test -run '^$$' -bench . -benchtime 100x ./...
+	CGO_ENABLED=1 $(GO) test -race -count=1 -timeout 20m ./...
+
+vet:
+	$(GO) vet ./...
+	$(GO) vet -tags headless ./...
+
+fmt-check:
+	@out=$$($(dir $(GO))gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go')); \
+	if [ -n "$$out" ]; then echo "gofmt would change: $$out"; exit 1; fi
+
+## build: the desktop binary
+build:
+	$(GO) build -trimpath -ldflags '$(LDFLAGS)' -o gatehouse .
+
+## build-headless: a static binary without the desktop app, for servers and WSL
+build-headless:
+	CGO_ENABLED=0 $(GO) build -trimpath -tags headless -ldflags '$(LDFLAGS)' -o gatehouse .
+
+## bench: the Go benchmarks of the hot paths
+bench:
+	$(GO) test -run '^$$' -bench . -benchmem -count 5 ./...
+
+## fuzz: run the model extraction fuzzer for a minute
+fuzz:
+	$(GO) test -run '^$$' -fuzz FuzzExtractModel -fuzztime 60s ./proxy/
+
+clean:
+	rm -f gatehouse

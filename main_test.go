@@ -1,0 +1,214 @@
+package main
+
+import (
+	"bufio"
+	"fmt"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/gatehouse-app/gatehouse/internal/mockllm"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+)
+
+// The test binary doubles as the gatehouse binary: with GATEHOUSE_AS_MAIN
+// set it runs main, so the end-to-end tests start the real program.
+func TestMain(m *testing.M) {
+	if os.Getenv("GATEHOUSE_AS_MAIN") == "1" {
+		main()
+		return
+	}
+	os.Exit(m.Run())
+}
+
+const e2eSecret = "sk-e2e-SECRET-9d8c7b6a"
+
+// process is a running `gatehouse` with its stderr collected.
+type process struct {
+	cmd    *exec.Cmd
+	mu     sync.Mutex
+	stderr strings.Builder
+	lines  chan string
+	done   chan error
+}
+
+func start(t *testing.T, env []string, args ...string) *process {
+	t.Helper()
+	p := &process{cmd: exec.Command(os.Args[0], args...), lines: make(chan string, 1000), done: make(chan error, 1)}
+	p.cmd.Env = append(append(os.Environ(), "GATEHOUSE_AS_MAIN=1"), env...)
+	pipe, err := p.cmd.StderrPipe()
+	require.NoError(t, err)
+	require.NoError(t, p.cmd.Start())
+	go func() {
+		sc := bufio.NewScanner(pipe)
+		for sc.Scan() {
+			p.mu.Lock()
+			p.stderr.WriteString(sc.Text() + "\n")
+			p.mu.Unlock()
+			select {
+			case p.lines <- sc.Text():
+			default:
+			}
+		}
+		p.done <- p.cmd.Wait()
+	}()
+	t.Cleanup(func() { _ = p.cmd.Process.Kill() })
+	return p
+}
+
+// waitLine returns the first stderr line matching re; the bound only keeps
+// a broken test from hanging.
+func (p *process) waitLine(t *testing.T, re *regexp.Regexp) []string {
+	t.Helper()
+	timeout := time.After(60 * time.Second)
+	for {
+		select {
+		case l := <-p.lines:
+			if m := re.FindStringSubmatch(l); m != nil {
+				return m
+			}
+		case <-timeout:
+			t.Fatalf("no line matching %s in:\n%s", re, p.output())
+		}
+	}
+}
+
+func (p *process) output() string {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.stderr.String()
+}
+
+func TestServeEndToEnd(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts the program")
+	}
+	mock := &mockllm.Server{}
+	release := make(chan struct{})
+	up := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if strings.Contains(r.URL.Path, "slow") {
+			w.Header().Set("Content-Type", "text/event-stream")
+			fmt.Fprint(w, "data: first\n\n")
+			w.(http.Flusher).Flush()
+			<-release
+			fmt.Fprint(w, "data: [DONE]\n\n")
+			return
+		}
+		mock.ServeHTTP(w, r)
+	}))
+	defer up.Close()
+
+	dir := t.TempDir()
+	cfgPath := filepath.Join(dir, "config.toml")
+	require.NoError(t, os.WriteFile(cfgPath, []byte(fmt.Sprintf(`
+[[upstreams]]
+name = "openai"
+base_url = "%s/v1"
+models = ["gpt-*"]
+key_env = "E2E_OPENAI_KEY"
+`, up.URL)), 0o600))
+
+	p := start(t, []string{"E2E_OPENAI_KEY=" + e2eSecret}, "serve", "--config", cfgPath, "--listen", "127.0.0.1:0")
+	base := p.waitLine(t, regexp.MustCompile(`msg="forwarder listening" url=(http://\S+)/v1`))[1]
+
+	res, err := http.Post(base+"/v1/chat/completions", "application/json", strings.NewReader(`{"model":"gpt-4o","messages":[]}`))
+	require.NoError(t, err)
+	body, _ := io.ReadAll(res.Body)
+	res.Body.Close()
+	require.Equal(t, http.StatusOK, res.StatusCode, string(body))
+	assert.Equal(t, "Bearer "+e2eSecret, mock.Last().Header.Get("Authorization"))
+	line := p.waitLine(t, regexp.MustCompile(`msg=request .*path=/v1/chat/completions.*`))[0]
+	assert.Contains(t, line, "model=gpt-4o upstream=openai key=env:E2E_OPENAI_KEY route=direct status=200")
+
+	// A stream still open at SIGTERM finishes, then the program exits 0.
+	res, err = http.Post(base+"/u/openai/slow", "application/json", strings.NewReader(`{}`))
+	require.NoError(t, err)
+	defer res.Body.Close()
+	br := bufio.NewReader(res.Body)
+	first, err := br.ReadString('\n')
+	require.NoError(t, err)
+	require.Equal(t, "data: first\n", first)
+	require.NoError(t, p.cmd.Process.Signal(syscall.SIGTERM))
+	p.waitLine(t, regexp.MustCompile(`letting open requests finish`))
+	close(release)
+	rest, err := io.ReadAll(br)
+	require.NoError(t, err)
+	assert.Equal(t, "\ndata: [DONE]\n\n", string(rest))
+	require.NoError(t, <-p.done, p.output())
+	assert.NotContains(t, p.output(), e2eSecret)
+}
+
+func TestServeRefusesABadConfig(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts the program")
+	}
+	cfgPath := filepath.Join(t.TempDir(), "config.toml")
+	require.NoError(t, os.WriteFile(cfgPath, []byte("[[upstreams]]\nname = \"x\"\nbase_url = \"https://x.example\"\nauth = \"magic\"\n"), 0o600))
+	p := start(t, nil, "serve", "--config", cfgPath)
+	err := <-p.done
+	var exit *exec.ExitError
+	require.ErrorAs(t, err, &exit)
+	assert.Equal(t, 1, exit.ExitCode())
+	assert.Contains(t, p.output(), cfgPath+`:4: upstreams[0].auth: unknown auth scheme "magic"`)
+}
+
+func TestCommandLine(t *testing.T) {
+	tests := []struct {
+		args   []string
+		code   int
+		stdout string
+		stderr string
+	}{
+		{[]string{"version"}, 0, "gatehouse dev (" + flavour, ""},
+		{[]string{"help"}, 0, "serve [--config FILE]", ""},
+		{[]string{"bogus"}, 2, "", `unknown command "bogus"`},
+		{[]string{"serve", "extra"}, 2, "", "serve takes no arguments"},
+		{[]string{"serve", "--nope"}, 2, "", "flag provided but not defined: -nope"},
+		{[]string{"serve", "--listen", "0.0.0.0:1", "--config", filepath.Join(t.TempDir(), "none.toml")}, 1, "", "is not a loopback address"},
+	}
+	for _, tc := range tests {
+		t.Run(strings.Join(tc.args, " "), func(t *testing.T) {
+			var out, errOut strings.Builder
+			assert.Equal(t, tc.code, run(tc.args, &out, &errOut))
+			assert.Contains(t, out.String(), tc.stdout)
+			assert.Contains(t, errOut.String(), tc.stderr)
+		})
+	}
+}
+
+// TestHeadlessBuild builds the static server binary the way
+// `make build-headless` does and checks that it keeps the commands and
+// leaves the desktop app out.
+func TestHeadlessBuild(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds the program")
+	}
+	bin := filepath.Join(t.TempDir(), "gatehouse")
+	build := exec.Command("go", "build", "-tags", "headless", "-o", bin, ".")
+	build.Env = append(os.Environ(), "CGO_ENABLED=0")
+	out, err := build.CombinedOutput()
+	require.NoError(t, err, string(out))
+
+	out, err = exec.Command(bin, "version").Output()
+	require.NoError(t, err)
+	assert.Contains(t, string(out), "(headless,")
+
+	info, err := exec.Command("go", "version", "-m", bin).Output()
+	require.NoError(t, err)
+	assert.Contains(t, string(info), "CGO_ENABLED=0", "a static binary")
+
+	cmd := exec.Command(bin)
+	stderr, _ := cmd.CombinedOutput()
+	assert.Equal(t, 2, cmd.ProcessState.ExitCode())
+	assert.Contains(t, string(stderr), "run `gatehouse serve`")
+}

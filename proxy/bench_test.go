@@ -1,0 +1,134 @@
+package proxy
+
+import (
+	"fmt"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"net/http/httputil"
+	"net/url"
+	"strings"
+	"testing"
+
+	"github.com/gatehouse-app/gatehouse/internal/mockllm"
+)
+
+const benchBody = `{"model":"gpt-4o","messages":[{"role":"user","content":"Say hello"}]}`
+
+// benchPost sends non-streamed chat completions to base with a pooled
+// client, the way an IDE plugin does.
+func benchPost(b *testing.B, base string) {
+	b.Helper()
+	client := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 64}}
+	defer client.CloseIdleConnections()
+	b.ReportAllocs()
+	b.ResetTimer()
+	for b.Loop() {
+		req, _ := http.NewRequest(http.MethodPost, base+"/v1/chat/completions", strings.NewReader(benchBody))
+		req.Header.Set("Content-Type", "application/json")
+		req.Header.Set("Authorization", "Bearer local")
+		res, err := client.Do(req)
+		if err != nil {
+			b.Fatal(err)
+		}
+		_, _ = io.Copy(io.Discard, res.Body)
+		res.Body.Close()
+		if res.StatusCode != http.StatusOK {
+			b.Fatalf("status %d", res.StatusCode)
+		}
+	}
+}
+
+// The three benchmarks below compare one chat completion sent straight to
+// the upstream, through a bare httputil.ReverseProxy that only swaps the
+// key (the floor), and through the forwarder with routing and request log.
+func BenchmarkChatDirect(b *testing.B) {
+	up := httptest.NewServer(&mockllm.Server{})
+	defer up.Close()
+	benchPost(b, up.URL)
+}
+
+func BenchmarkChatBareReverseProxy(b *testing.B) {
+	up := httptest.NewServer(&mockllm.Server{})
+	defer up.Close()
+	target, _ := url.Parse(up.URL)
+	rp := &httputil.ReverseProxy{
+		Transport: &http.Transport{MaxIdleConnsPerHost: 64},
+		Rewrite: func(pr *httputil.ProxyRequest) {
+			pr.SetURL(target)
+			pr.Out.Header.Set("Authorization", "Bearer "+secretOpenAI)
+		},
+	}
+	srv := httptest.NewServer(rp)
+	defer srv.Close()
+	benchPost(b, srv.URL)
+}
+
+func BenchmarkChatForwarder(b *testing.B) {
+	up := httptest.NewServer(&mockllm.Server{})
+	defer up.Close()
+	f := NewForwarder(envCreds(testEnv), NewRequestLog(0), nil)
+	cfg := &Config{Upstreams: []Upstream{
+		{Name: "anthropic", BaseURL: up.URL + "/v1", Models: []string{"claude-*"}, Auth: AuthXAPIKey, KeyEnv: "TEST_ANTHROPIC_KEY"},
+		{Name: "gemini", BaseURL: up.URL + "/v1beta/openai", Models: []string{"gemini-*"}, Auth: AuthGoogAPIKey, KeyEnv: "TEST_GEMINI_KEY"},
+		{Name: "openai", BaseURL: up.URL + "/v1", Models: []string{"gpt-*", "o3*"}, KeyEnv: "TEST_OPENAI_KEY"},
+	}}
+	cfg.applyDefaults()
+	if err := f.Apply(cfg, ""); err != nil {
+		b.Fatal(err)
+	}
+	srv := httptest.NewServer(f)
+	defer srv.Close()
+	defer f.Close()
+	benchPost(b, srv.URL)
+}
+
+func BenchmarkExtractModel1MB(b *testing.B) {
+	body := []byte(`{"messages":[{"role":"user","content":"` + strings.Repeat("x", 1<<20) + `"}],"model":"gpt-4o"}`)
+	b.SetBytes(int64(len(body)))
+	b.ReportAllocs()
+	for b.Loop() {
+		if m, err := extractModel("application/json", body); err != nil || m != "gpt-4o" {
+			b.Fatal(m, err)
+		}
+	}
+}
+
+func BenchmarkRoute50Upstreams(b *testing.B) {
+	cfg := &Config{}
+	for i := range 50 {
+		cfg.Upstreams = append(cfg.Upstreams, Upstream{
+			Name: fmt.Sprintf("up%d", i), BaseURL: "http://127.0.0.1:1/v1",
+			Models: []string{fmt.Sprintf("family%d-*", i), fmt.Sprintf("model-%d", i)}, Auth: AuthNone,
+		})
+	}
+	cfg.applyDefaults()
+	f := NewForwarder(envCreds(nil), nil, nil)
+	if err := f.Apply(cfg, ""); err != nil {
+		b.Fatal(err)
+	}
+	rt := f.state.Load()
+	b.ReportAllocs()
+	for b.Loop() {
+		if rt.route("family49-large") == nil {
+			b.Fatal("no route")
+		}
+	}
+}
+
+func BenchmarkRequestLogAdd10Subscribers(b *testing.B) {
+	l := NewRequestLog(0)
+	for range 10 {
+		s := l.Subscribe(64)
+		defer s.Close()
+		go func() {
+			for range s.C {
+			}
+		}()
+	}
+	rec := Record{Method: "POST", Path: "/v1/chat/completions", Model: "gpt-4o", Status: 200}
+	b.ReportAllocs()
+	for b.Loop() {
+		l.Add(rec)
+	}
+}
