@@ -5,6 +5,8 @@ GO := $(shell ./scripts/deps.sh go)
 ifeq ($(GO),)
 $(error no Go toolchain; see the messages above)
 endif
+# Tests run `go build` themselves: the same toolchain comes first on PATH.
+export PATH := $(dir $(GO)):$(PATH)
 VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 LDFLAGS := -s -w -X main.version=$(VERSION)
 ARGS ?=

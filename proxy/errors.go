@@ -51,15 +51,10 @@ func writeAPIError(w http.ResponseWriter, e *apiError) {
 }
 
 // upstreamError maps an error from reaching an upstream to what the client
-// gets: 499 when the client went away, 504 on a timeout, 413 when the body
-// was too large, else 502.
+// gets: 499 when the client went away, 504 on a timeout, else 502.
 func upstreamError(ctx context.Context, upstream string, err error) *apiError {
 	if errors.Is(ctx.Err(), context.Canceled) {
 		return newAPIError(StatusClientClosed, "client_closed", "the client closed the request")
-	}
-	var tooBig *http.MaxBytesError
-	if errors.As(err, &tooBig) {
-		return newAPIError(http.StatusRequestEntityTooLarge, "request_too_large", tooLargeMessage(tooBig.Limit))
 	}
 	var ne net.Error
 	if errors.Is(err, context.DeadlineExceeded) || errors.As(err, &ne) && ne.Timeout() ||
