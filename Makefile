@@ -19,11 +19,12 @@ run:
 	$(GO) run . $(ARGS)
 
 ## test: formatting, vet, benchmarks once (so they keep compiling), then
-## every test with the race detector
+## every test with the race detector, against a real Secret Service
+## (gnome-keyring on a private D-Bus session; the user's keyring is untouched)
 test: fmt-check vet
 	./scripts/deps.sh test
 	$(GO) test -run '^$$' -bench . -benchtime 100x ./...
-	CGO_ENABLED=1 $(GO) test -race -count=1 -timeout 20m ./...
+	CGO_ENABLED=1 ./scripts/keyring-session.sh $(GO) test -race -count=1 -timeout 20m ./...
 
 vet:
 	$(GO) vet ./...

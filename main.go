@@ -1,7 +1,7 @@
 // Command gatehouse keeps LLM API keys out of IDEs and CLIs: it runs a
 // localhost OpenAI-compatible forwarder that injects the real credentials.
-// This file only wires: commands and flags, the logger, signals, and the
-// proxy package's service.
+// The files of package main only wire: commands and flags, the logger,
+// signals, and the proxy and keystore packages that do the work.
 package main
 
 import (
@@ -17,37 +17,59 @@ import (
 	"sync"
 	"syscall"
 
+	"github.com/gatehouse-app/gatehouse/keystore"
 	"github.com/gatehouse-app/gatehouse/proxy"
 )
 
 // version is set at build time with -ldflags "-X main.version=…".
 var version = "dev"
 
+// openStore opens the keychain; tests put a memory store here.
+var openStore = func() keystore.Store { return keystore.Keyring{} }
+
 func main() {
-	os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
+	os.Exit(run(os.Args[1:], os.Stdin, os.Stdout, os.Stderr))
 }
 
-func run(args []string, stdout, stderr io.Writer) int {
-	log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: logLevel()}))
+// cli is what every command gets.
+type cli struct {
+	ctx    context.Context
+	log    *slog.Logger
+	stdin  io.Reader
+	stdout io.Writer
+	stderr io.Writer
+	store  keystore.Store
+}
+
+func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-
-	cmd := ""
-	if len(args) > 0 {
-		cmd, args = args[0], args[1:]
+	c := &cli{
+		ctx:    ctx,
+		log:    slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: logLevel()})),
+		stdin:  stdin,
+		stdout: stdout,
+		stderr: stderr,
+		store:  openStore(),
 	}
+	commands := map[string]func([]string) error{
+		"serve": c.serve,
+		"key":   c.key,
+		"version": func([]string) error {
+			fmt.Fprintf(stdout, "gatehouse %s (%s, %s %s/%s)\n", version, flavour, runtime.Version(), runtime.GOOS, runtime.GOARCH)
+			return nil
+		},
+		"help": func([]string) error { usage(stdout); return nil },
+	}
+	commands["--version"], commands["-h"], commands["--help"] = commands["version"], commands["help"], commands["help"]
+
 	var err error
-	switch cmd {
-	case "":
-		err = runDefault(ctx, log, stderr)
-	case "serve":
-		err = serve(ctx, args, log, stderr)
-	case "version", "--version":
-		fmt.Fprintf(stdout, "gatehouse %s (%s, %s %s/%s)\n", version, flavour, runtime.Version(), runtime.GOOS, runtime.GOARCH)
-	case "help", "-h", "--help":
-		usage(stdout)
-	default:
-		fmt.Fprintf(stderr, "gatehouse: unknown command %q\n\n", cmd)
+	if len(args) == 0 {
+		err = c.runDefault()
+	} else if cmd, ok := commands[args[0]]; ok {
+		err = cmd(args[1:])
+	} else {
+		fmt.Fprintf(stderr, "gatehouse: unknown command %q\n\n", args[0])
 		usage(stderr)
 		return 2
 	}
@@ -63,6 +85,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 	return 0
 }
 
+// errUsage means the command has already said what was wrong with how it
+// was called; the exit status is 2.
 var errUsage = errors.New("usage")
 
 func usage(w io.Writer) {
@@ -71,12 +95,15 @@ func usage(w io.Writer) {
 With no command: the desktop app (window, tray and forwarder).
 
 Commands:
-  serve [--config FILE] [--listen ADDR]   run the forwarder alone, headless
-  version                                 print the version
-  help                                    print this help
+  serve [--listen ADDR]               run the forwarder alone, headless
+  key add UPSTREAM [--label L]        store a key (read from stdin) in the keychain
+  key list                            show every key: upstream, label, source, masked
+  key rm UPSTREAM LABEL               delete a key
+  version                             print the version
+  help                                print this help
 
-The config file is config.toml in the user config folder, unless --config
-or GATEHOUSE_CONFIG names another. Clients use http://127.0.0.1:4747/v1.
+Every command takes --config FILE; the default is config.toml in the user
+config folder, or GATEHOUSE_CONFIG. Clients use http://127.0.0.1:4747/v1.
 `)
 }
 
@@ -87,36 +114,61 @@ func logLevel() slog.Level {
 	return slog.LevelInfo
 }
 
+// flags makes a command's flag set with the --config flag every command
+// has; parse it with c.parse.
+func (c *cli) flags(name string) (*flag.FlagSet, *string) {
+	fs := flag.NewFlagSet(name, flag.ContinueOnError)
+	fs.SetOutput(c.stderr)
+	return fs, fs.String("config", "", "config file (default: $"+proxy.ConfigEnv+" or config.toml in the user config folder)")
+}
+
+// parse parses args, which must leave exactly nargs positional arguments
+// (described by what, for the error), and resolves the config path.
+func (c *cli) parse(fs *flag.FlagSet, cfgPath *string, args []string, nargs int, what string) ([]string, error) {
+	// Flags may come before, between or after the positional arguments.
+	var pos []string
+	for {
+		if err := fs.Parse(args); err != nil {
+			if errors.Is(err, flag.ErrHelp) {
+				return nil, err
+			}
+			return nil, errUsage // the flag package has said what is wrong
+		}
+		if fs.NArg() == 0 {
+			break
+		}
+		pos, args = append(pos, fs.Arg(0)), fs.Args()[1:]
+	}
+	if len(pos) != nargs {
+		fmt.Fprintf(c.stderr, "gatehouse: %s takes %s; see gatehouse help\n", fs.Name(), what)
+		return nil, errUsage
+	}
+	if *cfgPath == "" {
+		p, err := proxy.DefaultConfigPath()
+		if err != nil {
+			return nil, err
+		}
+		*cfgPath = p
+	}
+	return pos, nil
+}
+
 // serve runs the forwarder until SIGINT or SIGTERM; SIGHUP reloads the
 // config. Each request is logged as one line on stderr.
-func serve(ctx context.Context, args []string, log *slog.Logger, stderr io.Writer) error {
-	fs := flag.NewFlagSet("serve", flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	cfgPath := fs.String("config", "", "config file (default: $"+proxy.ConfigEnv+" or config.toml in the user config folder)")
+func (c *cli) serve(args []string) error {
+	fs, cfgPath := c.flags("serve")
 	listen := fs.String("listen", "", "listen address, overriding the config's (loopback only)")
-	if err := fs.Parse(args); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return err
-		}
-		return errUsage // the flag package has said what is wrong
-	}
-	if fs.NArg() > 0 {
-		fmt.Fprintf(stderr, "gatehouse: serve takes no arguments, got %q; see gatehouse help\n", fs.Args())
-		return errUsage
-	}
-	path := *cfgPath
-	if path == "" {
-		var err error
-		if path, err = proxy.DefaultConfigPath(); err != nil {
-			return err
-		}
+	if _, err := c.parse(fs, cfgPath, args, 0, "no arguments"); err != nil {
+		return err
 	}
 
+	creds := keystore.NewCredentials(c.store)
 	reqlog := proxy.NewRequestLog(0)
-	svc, err := proxy.NewService(path, *listen, proxy.EnvCredentials{}, reqlog, log)
+	svc, err := proxy.NewService(*cfgPath, *listen, creds, reqlog, c.log)
 	if err != nil {
 		return err
 	}
+	c.warnIfKeychainUnreachable(svc.Forwarder.Config())
 
 	var wg sync.WaitGroup
 	defer wg.Wait()
@@ -124,7 +176,7 @@ func serve(ctx context.Context, args []string, log *slog.Logger, stderr io.Write
 	defer sub.Close()
 	wg.Go(func() {
 		for rec := range sub.C {
-			log.LogAttrs(context.Background(), slog.LevelInfo, "request", rec.LogAttrs()...)
+			c.log.LogAttrs(context.Background(), slog.LevelInfo, "request", rec.LogAttrs()...)
 		}
 	})
 
@@ -132,7 +184,7 @@ func serve(ctx context.Context, args []string, log *slog.Logger, stderr io.Write
 	signal.Notify(hup, syscall.SIGHUP)
 	defer signal.Stop(hup)
 	reload := make(chan struct{})
-	runCtx, cancel := context.WithCancel(ctx)
+	runCtx, cancel := context.WithCancel(c.ctx)
 	defer cancel()
 	wg.Go(func() {
 		for {
@@ -149,4 +201,19 @@ func serve(ctx context.Context, args []string, log *slog.Logger, stderr io.Write
 		}
 	})
 	return svc.Run(runCtx, reload)
+}
+
+// warnIfKeychainUnreachable tells at start when keys are configured but the
+// keychain cannot be read: the forwarder still runs with key_env keys.
+func (c *cli) warnIfKeychainUnreachable(cfg *proxy.Config) {
+	for _, up := range cfg.Upstreams {
+		if len(up.Keys) == 0 {
+			continue
+		}
+		_, err := keystore.Secrets{Store: c.store}.Get(keystore.KeyName(up.Name, up.Keys[0]))
+		if errors.Is(err, keystore.ErrUnavailable) {
+			c.log.Warn("keys in the keychain cannot be used; upstreams with key_env still work", "err", err)
+		}
+		return
+	}
 }

@@ -170,7 +170,7 @@ func TestCommandLine(t *testing.T) {
 		stderr string
 	}{
 		{[]string{"version"}, 0, "gatehouse dev (" + flavour, ""},
-		{[]string{"help"}, 0, "serve [--config FILE]", ""},
+		{[]string{"help"}, 0, "key add UPSTREAM", ""},
 		{[]string{"bogus"}, 2, "", `unknown command "bogus"`},
 		{[]string{"serve", "extra"}, 2, "", "serve takes no arguments"},
 		{[]string{"serve", "--nope"}, 2, "", "flag provided but not defined: -nope"},
@@ -179,7 +179,7 @@ func TestCommandLine(t *testing.T) {
 	for _, tc := range tests {
 		t.Run(strings.Join(tc.args, " "), func(t *testing.T) {
 			var out, errOut strings.Builder
-			assert.Equal(t, tc.code, run(tc.args, &out, &errOut))
+			assert.Equal(t, tc.code, run(tc.args, strings.NewReader(""), &out, &errOut))
 			assert.Contains(t, out.String(), tc.stdout)
 			assert.Contains(t, errOut.String(), tc.stderr)
 		})

@@ -97,6 +97,14 @@ func joinKey(e *unstable.Node) (string, unstable.Range) {
 	return strings.Join(parts, "."), first
 }
 
+// ValidateLabel checks a key label: letters, digits, '.', '_' or '-'.
+func ValidateLabel(l string) error {
+	if !labelRE.MatchString(l) {
+		return fmt.Errorf("key label %q must use letters, digits, '.', '_' or '-'", l)
+	}
+	return nil
+}
+
 // validate checks every field; dir resolves relative ca_file paths.
 func (c *Config) validate(dir string) error {
 	if c.Version != 1 {

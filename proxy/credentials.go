@@ -37,11 +37,11 @@ func (e EnvCredentials) Credential(up *Upstream) (Credential, error) {
 		lookup = os.LookupEnv
 	}
 	if up.KeyEnv == "" {
-		return Credential{}, fmt.Errorf("%w for upstream %q: set key_env = \"VARIABLE\" on it in the config and export that variable before starting Gatehouse", ErrNoCredential, up.Name)
+		return Credential{}, fmt.Errorf("%w for upstream %q: add one with `gatehouse key add %s` (it reads the key from stdin), or set key_env = \"VARIABLE\" on it in the config and export that variable", ErrNoCredential, up.Name, up.Name)
 	}
 	v, ok := lookup(up.KeyEnv)
 	if !ok || v == "" {
-		return Credential{}, fmt.Errorf("%w for upstream %q: the environment variable %s is empty; export it before starting Gatehouse", ErrNoCredential, up.Name, up.KeyEnv)
+		return Credential{}, fmt.Errorf("%w for upstream %q: the environment variable %s is empty; export it before starting Gatehouse, or add a key with `gatehouse key add %s`", ErrNoCredential, up.Name, up.KeyEnv, up.Name)
 	}
 	return Credential{Label: "env:" + up.KeyEnv, Secret: v}, nil
 }

@@ -112,6 +112,9 @@ func (f *Forwarder) Apply(cfg *Config, dir string) error {
 	}
 	f.transports = transports
 	f.state.Store(rt)
+	if r, ok := f.creds.(interface{ Reset() }); ok {
+		r.Reset() // keys may have been added or removed with the config
+	}
 	return nil
 }
 

@@ -1,0 +1,182 @@
+package main
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"slices"
+	"strings"
+	"text/tabwriter"
+
+	"golang.org/x/term"
+
+	"github.com/gatehouse-app/gatehouse/keystore"
+	"github.com/gatehouse-app/gatehouse/proxy"
+)
+
+// subcommand runs one of a command's subcommands.
+func (c *cli) subcommand(name string, args []string, subs map[string]func([]string) error) error {
+	if len(args) > 0 {
+		if sub, ok := subs[args[0]]; ok {
+			return sub(args[1:])
+		}
+	}
+	names := make([]string, 0, len(subs))
+	for n := range subs {
+		names = append(names, n)
+	}
+	slices.Sort(names)
+	fmt.Fprintf(c.stderr, "gatehouse: %s needs one of: %s; see gatehouse help\n", name, strings.Join(names, ", "))
+	return errUsage
+}
+
+func (c *cli) key(args []string) error {
+	return c.subcommand("key", args, map[string]func([]string) error{
+		"add": c.keyAdd, "list": c.keyList, "rm": c.keyRm,
+	})
+}
+
+// editConfig loads the config to change it; the upstream named must exist.
+func editConfig(path, upstream string) (*proxy.Config, *proxy.Upstream, error) {
+	cfg, err := proxy.LoadConfig(path)
+	if err != nil {
+		return nil, nil, err
+	}
+	up := cfg.Upstream(upstream)
+	if up == nil {
+		return nil, nil, fmt.Errorf("no upstream named %q in %s; add an [[upstreams]] entry with that name first", upstream, path)
+	}
+	return cfg, up, nil
+}
+
+func (c *cli) keyAdd(args []string) error {
+	fs, cfgPath := c.flags("key add")
+	label := fs.String("label", "default", "the key's label, to tell several keys of one upstream apart")
+	pos, err := c.parse(fs, cfgPath, args, 1, "UPSTREAM")
+	if err != nil {
+		return err
+	}
+	if err := proxy.ValidateLabel(*label); err != nil {
+		return err
+	}
+	cfg, up, err := editConfig(*cfgPath, pos[0])
+	if err != nil {
+		return err
+	}
+	secret, err := c.readSecret(fmt.Sprintf("Key for upstream %s (input is hidden): ", up.Name),
+		fmt.Sprintf("printf %%s \"$KEY\" | gatehouse key add %s", up.Name))
+	if err != nil {
+		return err
+	}
+	if err := (keystore.Secrets{Store: c.store}).Set(keystore.KeyName(up.Name, *label), secret); err != nil {
+		return fmt.Errorf("store the key: %w", err)
+	}
+	if !slices.Contains(up.Keys, *label) {
+		up.Keys = append(up.Keys, *label)
+		if err := proxy.SaveConfig(*cfgPath, cfg); err != nil {
+			return err
+		}
+	}
+	fmt.Fprintf(c.stdout, "Stored key %q of upstream %q in the keychain (%s).\n", *label, up.Name, keystore.Mask(secret))
+	return nil
+}
+
+func (c *cli) keyList(args []string) error {
+	fs, cfgPath := c.flags("key list")
+	if _, err := c.parse(fs, cfgPath, args, 0, "no arguments"); err != nil {
+		return err
+	}
+	cfg, err := proxy.LoadConfig(*cfgPath)
+	if err != nil {
+		return err
+	}
+	secrets := keystore.Secrets{Store: c.store}
+	var unreachable error
+	w := tabwriter.NewWriter(c.stdout, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(w, "UPSTREAM\tLABEL\tSOURCE\tKEY")
+	for _, up := range cfg.Upstreams {
+		for _, label := range up.Keys {
+			shown := "missing: add it with gatehouse key add " + up.Name + " --label " + label
+			switch v, err := secrets.Get(keystore.KeyName(up.Name, label)); {
+			case err == nil:
+				shown = keystore.Mask(v)
+			case errors.Is(err, keystore.ErrUnavailable):
+				shown, unreachable = "keychain unreachable", err
+			case !errors.Is(err, keystore.ErrNotFound):
+				shown = err.Error()
+			}
+			fmt.Fprintf(w, "%s\t%s\tkeychain\t%s\n", up.Name, label, shown)
+		}
+		if up.KeyEnv != "" {
+			shown := "not set"
+			if v := os.Getenv(up.KeyEnv); v != "" {
+				shown = keystore.Mask(v)
+			}
+			fmt.Fprintf(w, "%s\t%s\tenv\t%s\n", up.Name, "env:"+up.KeyEnv, shown)
+		}
+	}
+	if err := w.Flush(); err != nil {
+		return err
+	}
+	return unreachable
+}
+
+func (c *cli) keyRm(args []string) error {
+	fs, cfgPath := c.flags("key rm")
+	pos, err := c.parse(fs, cfgPath, args, 2, "UPSTREAM LABEL")
+	if err != nil {
+		return err
+	}
+	cfg, up, err := editConfig(*cfgPath, pos[0])
+	if err != nil {
+		return err
+	}
+	label := pos[1]
+	err = keystore.Secrets{Store: c.store}.Delete(keystore.KeyName(up.Name, label))
+	inKeychain := err == nil
+	if err != nil && !errors.Is(err, keystore.ErrNotFound) {
+		return fmt.Errorf("delete the key: %w", err)
+	}
+	i := slices.Index(up.Keys, label)
+	if i < 0 && !inKeychain {
+		return fmt.Errorf("upstream %q has no key labelled %q; see gatehouse key list", up.Name, label)
+	}
+	if i >= 0 {
+		up.Keys = slices.Delete(up.Keys, i, i+1)
+		if err := proxy.SaveConfig(*cfgPath, cfg); err != nil {
+			return err
+		}
+	}
+	fmt.Fprintf(c.stdout, "Removed key %q of upstream %q.\n", label, up.Name)
+	return nil
+}
+
+// maxSecretInput bounds what is read from stdin for one secret.
+const maxSecretInput = 1 << 20
+
+// readSecret reads a secret from the terminal without echo, or from piped
+// stdin; surrounding white space (a trailing newline) is dropped.
+func (c *cli) readSecret(prompt, pipeHint string) (string, error) {
+	var raw []byte
+	if f, ok := c.stdin.(*os.File); ok && term.IsTerminal(int(f.Fd())) {
+		fmt.Fprint(c.stderr, prompt)
+		b, err := term.ReadPassword(int(f.Fd()))
+		fmt.Fprintln(c.stderr)
+		if err != nil {
+			return "", fmt.Errorf("read from the terminal: %w", err)
+		}
+		raw = b
+	} else {
+		b, err := io.ReadAll(io.LimitReader(c.stdin, maxSecretInput))
+		if err != nil {
+			return "", fmt.Errorf("read stdin: %w", err)
+		}
+		raw = b
+	}
+	s := strings.TrimSpace(string(raw))
+	if s == "" {
+		return "", fmt.Errorf("nothing was read from stdin; type it when asked, or pipe it in: %s", pipeHint)
+	}
+	return s, nil
+}

@@ -1,0 +1,157 @@
+package main
+
+import (
+	"fmt"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"testing"
+
+	"github.com/gatehouse-app/gatehouse/internal/mockllm"
+	"github.com/gatehouse-app/gatehouse/keystore"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+)
+
+const cliSecret = "sk-cli-SECRET-abcdef0123456789"
+
+// useMemoryStore points the commands at a fresh memory keychain.
+func useMemoryStore(t *testing.T) *keystore.Memory {
+	m := keystore.NewMemory()
+	old := openStore
+	openStore = func() keystore.Store { return m }
+	t.Cleanup(func() { openStore = old })
+	return m
+}
+
+// gh runs one command in-process and returns its exit code and output.
+func gh(t *testing.T, stdin string, args ...string) (int, string, string) {
+	t.Helper()
+	var out, errOut strings.Builder
+	code := run(args, strings.NewReader(stdin), &out, &errOut)
+	return code, out.String(), errOut.String()
+}
+
+func writeFile(t *testing.T, path, content string) {
+	t.Helper()
+	require.NoError(t, os.MkdirAll(filepath.Dir(path), 0o700))
+	require.NoError(t, os.WriteFile(path, []byte(content), 0o600))
+}
+
+const twoUpstreams = `
+[[upstreams]]
+name = "openai"
+base_url = "https://api.openai.com/v1"
+models = ["gpt-*"]
+key_env = "CLI_TEST_OPENAI"
+
+[[upstreams]]
+name = "anthropic"
+base_url = "https://api.anthropic.com/v1"
+models = ["claude-*"]
+auth = "x-api-key"
+`
+
+func TestKeyCommands(t *testing.T) {
+	mem := useMemoryStore(t)
+	cfg := filepath.Join(t.TempDir(), "config.toml")
+	writeFile(t, cfg, twoUpstreams)
+	t.Setenv("CLI_TEST_OPENAI", "sk-env-value-000011112222")
+
+	code, out, errOut := gh(t, cliSecret+"\n", "key", "add", "openai", "--config", cfg, "--label", "work")
+	require.Equal(t, 0, code, errOut)
+	assert.Equal(t, "Stored key \"work\" of upstream \"openai\" in the keychain (sk-cl…89).\n", out)
+	v, err := keystore.Secrets{Store: mem}.Get(keystore.KeyName("openai", "work"))
+	require.NoError(t, err)
+	assert.Equal(t, cliSecret, v, "the trailing newline is not part of the key")
+	file, _ := os.ReadFile(cfg)
+	assert.Contains(t, string(file), `keys = ['work']`)
+
+	code, _, errOut = gh(t, "sk-second-key-99999999\n", "key", "add", "--config", cfg, "anthropic")
+	require.Equal(t, 0, code, errOut)
+
+	code, out, errOut = gh(t, "", "key", "list", "--config", cfg)
+	require.Equal(t, 0, code, errOut)
+	assert.Regexp(t, regexp.MustCompile(`openai\s+work\s+keychain\s+sk-cl…89`), out)
+	assert.Regexp(t, regexp.MustCompile(`openai\s+env:CLI_TEST_OPENAI\s+env\s+sk-en…22`), out)
+	assert.Regexp(t, regexp.MustCompile(`anthropic\s+default\s+keychain\s+sk-se…99`), out)
+
+	code, out, errOut = gh(t, "", "key", "rm", "openai", "work", "--config", cfg)
+	require.Equal(t, 0, code, errOut)
+	assert.Contains(t, out, `Removed key "work"`)
+	_, err = keystore.Secrets{Store: mem}.Get(keystore.KeyName("openai", "work"))
+	assert.ErrorIs(t, err, keystore.ErrNotFound)
+	file, _ = os.ReadFile(cfg)
+	assert.NotContains(t, string(file), "work")
+
+	for _, tc := range []struct {
+		stdin string
+		args  []string
+		code  int
+		want  string
+	}{
+		{cliSecret, []string{"key", "add", "nope", "--config", cfg}, 1, `no upstream named "nope"`},
+		{"", []string{"key", "add", "openai", "--config", cfg}, 1, "nothing was read from stdin"},
+		{cliSecret, []string{"key", "add", "openai", "--label", "a b", "--config", cfg}, 1, `key label "a b"`},
+		{"", []string{"key", "rm", "openai", "ghost", "--config", cfg}, 1, `has no key labelled "ghost"`},
+		{"", []string{"key", "add"}, 2, "key add takes UPSTREAM"},
+		{"", []string{"key"}, 2, "key needs one of: add, list, rm"},
+	} {
+		code, out, errOut := gh(t, tc.stdin, tc.args...)
+		assert.Equal(t, tc.code, code, "%v", tc.args)
+		assert.Contains(t, errOut, tc.want, "%v", tc.args)
+		assert.NotContains(t, out+errOut, cliSecret)
+	}
+	assert.NotContains(t, string(file), cliSecret)
+
+	mem.Unavailable = true
+	code, out, errOut = gh(t, "", "key", "list", "--config", cfg)
+	assert.Equal(t, 1, code)
+	assert.Contains(t, out, "keychain unreachable")
+	assert.Contains(t, errOut, "the keychain cannot be reached")
+	assert.Contains(t, errOut, "gnome-keyring")
+	code, _, errOut = gh(t, cliSecret, "key", "add", "openai", "--config", cfg)
+	assert.Equal(t, 1, code)
+	assert.Contains(t, errOut, "store the key: the keychain cannot be reached")
+}
+
+// TestKeyFromRealKeychainReachesUpstream stores a key with `gatehouse key
+// add` in one process and has `gatehouse serve`, another process, present
+// it to the upstream: the real Secret Service in between.
+func TestKeyFromRealKeychainReachesUpstream(t *testing.T) {
+	if os.Getenv("GATEHOUSE_SECRET_SERVICE") != "1" {
+		if os.Getenv("CI") != "" {
+			t.Fatal("CI must run this against a real Secret Service (scripts/keyring-session.sh)")
+		}
+		t.Skip("no Secret Service: run through scripts/keyring-session.sh (make test does)")
+	}
+	mock := &mockllm.Server{}
+	up := httptest.NewServer(mock)
+	defer up.Close()
+	cfg := filepath.Join(t.TempDir(), "config.toml")
+	writeFile(t, cfg, fmt.Sprintf("[[upstreams]]\nname = \"e2e-keychain\"\nbase_url = %q\nmodels = [\"gpt-*\"]\n", up.URL+"/v1"))
+
+	add := exec.Command(os.Args[0], "key", "add", "e2e-keychain", "--label", "main", "--config", cfg)
+	add.Env = append(os.Environ(), "GATEHOUSE_AS_MAIN=1")
+	add.Stdin = strings.NewReader(cliSecret + "\n")
+	out, err := add.CombinedOutput()
+	require.NoError(t, err, string(out))
+	t.Cleanup(func() {
+		_ = keystore.Secrets{Store: keystore.Keyring{}}.Delete(keystore.KeyName("e2e-keychain", "main"))
+	})
+
+	p := start(t, nil, "serve", "--config", cfg, "--listen", "127.0.0.1:0")
+	base := p.waitLine(t, regexp.MustCompile(`msg="forwarder listening" url=(http://\S+)/v1`))[1]
+	res, err := http.Post(base+"/v1/chat/completions", "application/json", strings.NewReader(`{"model":"gpt-4o"}`))
+	require.NoError(t, err)
+	res.Body.Close()
+	require.Equal(t, http.StatusOK, res.StatusCode)
+	assert.Equal(t, "Bearer "+cliSecret, mock.Last().Header.Get("Authorization"))
+	line := p.waitLine(t, regexp.MustCompile(`msg=request .*`))[0]
+	assert.Contains(t, line, "key=main")
+	assert.NotContains(t, p.output(), cliSecret)
+}
