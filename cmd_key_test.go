@@ -13,6 +13,7 @@ import (
 
 	"github.com/gatehouse-app/gatehouse/internal/mockllm"
 	"github.com/gatehouse-app/gatehouse/keystore"
+	"github.com/gatehouse-app/gatehouse/proxy"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 )
@@ -154,4 +155,35 @@ func TestKeyFromRealKeychainReachesUpstream(t *testing.T) {
 	line := p.waitLine(t, regexp.MustCompile(`msg=request .*`))[0]
 	assert.Contains(t, line, "key=main")
 	assert.NotContains(t, p.output(), cliSecret)
+}
+
+func TestTokenCommands(t *testing.T) {
+	useMemoryStore(t)
+	cfg := filepath.Join(t.TempDir(), "config.toml")
+	writeFile(t, cfg, twoUpstreams)
+
+	code, out, errOut := gh(t, "", "token", "add", "cline", "--config", cfg)
+	require.Equal(t, 0, code, errOut)
+	tok := strings.TrimSpace(out)
+	assert.True(t, strings.HasPrefix(tok, "gate_"))
+	assert.Contains(t, errOut, "shown only this once")
+	file, _ := os.ReadFile(cfg)
+	assert.NotContains(t, string(file), tok, "only the hash is stored")
+	assert.Contains(t, string(file), proxy.HashToken(tok))
+
+	code, _, errOut = gh(t, "", "token", "add", "cline", "--config", cfg)
+	assert.Equal(t, 1, code)
+	assert.Contains(t, errOut, `a token named "cline" exists`)
+
+	code, out, _ = gh(t, "", "token", "list", "--config", cfg)
+	require.Equal(t, 0, code)
+	assert.Regexp(t, `cline\s+20\d\d-`, out)
+	assert.NotContains(t, out, tok)
+
+	code, out, errOut = gh(t, "", "token", "rm", "cline", "--config", cfg)
+	require.Equal(t, 0, code, errOut)
+	assert.Contains(t, out, `Removed token "cline"`)
+	code, _, errOut = gh(t, "", "token", "rm", "cline", "--config", cfg)
+	assert.Equal(t, 1, code)
+	assert.Contains(t, errOut, `no token named "cline"`)
 }

@@ -55,6 +55,7 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	commands := map[string]func([]string) error{
 		"serve": c.serve,
 		"key":   c.key,
+		"token": c.token,
 		"version": func([]string) error {
 			fmt.Fprintf(stdout, "gatehouse %s (%s, %s %s/%s)\n", version, flavour, runtime.Version(), runtime.GOOS, runtime.GOARCH)
 			return nil
@@ -99,6 +100,9 @@ Commands:
   key add UPSTREAM [--label L]        store a key (read from stdin) in the keychain
   key list                            show every key: upstream, label, source, masked
   key rm UPSTREAM LABEL               delete a key
+  token add NAME                      make a local access token (printed once)
+  token list                          show the tokens' names
+  token rm NAME                       delete a token
   version                             print the version
   help                                print this help
 

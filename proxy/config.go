@@ -39,6 +39,17 @@ type Config struct {
 	MaxBodyMB int        `toml:"max_body_mb,omitempty"`
 	Upstreams []Upstream `toml:"upstreams"`
 	Pools     []Pool     `toml:"pools,omitempty"`
+	// Tokens are local access tokens, kept only as SHA-256 hashes. With
+	// none, loopback clients need no token; with any, every client does.
+	Tokens []Token `toml:"tokens,omitempty"`
+}
+
+// Token is a local access token's name and hash; the token itself is shown
+// once, when it is made, and stored nowhere.
+type Token struct {
+	Name    string `toml:"name"`
+	SHA256  string `toml:"sha256"`
+	Created string `toml:"created,omitempty"`
 }
 
 // Upstream is one API the forwarder can reach.

@@ -15,9 +15,10 @@ import (
 )
 
 var (
-	nameRE   = regexp.MustCompile(`^[a-z0-9-]+$`)
-	labelRE  = regexp.MustCompile(`^[A-Za-z0-9._-]+$`)
-	envVarRE = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]*$`)
+	nameRE      = regexp.MustCompile(`^[a-z0-9-]+$`)
+	labelRE     = regexp.MustCompile(`^[A-Za-z0-9._-]+$`)
+	envVarRE    = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]*$`)
+	sha256HexRE = regexp.MustCompile(`^[0-9a-f]{64}$`)
 )
 
 // fieldError is a validation error about one field, named by its path in
@@ -110,8 +111,19 @@ func (c *Config) validate(dir string) error {
 	if c.Version != 1 {
 		return fieldErr("version", "version %d is not known to this Gatehouse, which reads version 1; update Gatehouse or write version = 1", c.Version)
 	}
-	if err := validateListen(c.Listen); err != nil {
+	if err := validateListen(c.Listen, len(c.Tokens)); err != nil {
 		return err
+	}
+	tokens := map[string]bool{}
+	for i, tok := range c.Tokens {
+		field := fmt.Sprintf("tokens[%d]", i)
+		if !labelRE.MatchString(tok.Name) || tokens[tok.Name] {
+			return fieldErr(field+".name", "token name %q must be unique and use letters, digits, '.', '_' or '-'", tok.Name)
+		}
+		tokens[tok.Name] = true
+		if !sha256HexRE.MatchString(tok.SHA256) {
+			return fieldErr(field+".sha256", "must be the 64 hex digits `gatehouse token add` writes; remove the entry and add the token again")
+		}
 	}
 	for i, h := range c.AllowedHosts {
 		if h == "" || strings.ContainsAny(h, "/:@ ") {
@@ -141,13 +153,15 @@ func (c *Config) validate(dir string) error {
 	return nil
 }
 
-func validateListen(listen string) error {
+// validateListen accepts host:port; an address other than loopback shares
+// the forwarder with the network, which needs access tokens.
+func validateListen(listen string, tokens int) error {
 	host, port, err := net.SplitHostPort(listen)
 	if err != nil || port == "" {
 		return fieldErr("listen", "%q is not host:port; write for instance %q", listen, DefaultListen)
 	}
-	if !isLoopbackHost(host) {
-		return fieldErr("listen", "%q is not a loopback address; sharing the forwarder on the network needs local access tokens, which this version does not have yet; listen on 127.0.0.1 or [::1]", listen)
+	if !isLoopbackHost(host) && tokens == 0 {
+		return fieldErr("listen", "%q is not a loopback address, and sharing the forwarder with the network needs access tokens; add one with `gatehouse token add NAME`, or listen on 127.0.0.1", listen)
 	}
 	return nil
 }

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
 	"net/http"
 	"net/url"
 	"strings"
@@ -27,6 +28,8 @@ type Forwarder struct {
 	state  atomic.Pointer[runtime]
 	nextID atomic.Uint64
 
+	failures failureLimiter
+
 	mu         sync.Mutex
 	transports map[string]*http.Transport // by transportKey
 }
@@ -38,6 +41,8 @@ type runtime struct {
 	byName    map[string]*upstreamRT
 	hosts     map[string]bool
 	origins   map[string]bool
+	anyIPHost bool // listening on every address: any IP literal is a fine Host
+	tokens    []tokenHash
 	maxBody   int64
 }
 
@@ -68,6 +73,16 @@ func (f *Forwarder) Apply(cfg *Config, dir string) error {
 		hosts:   map[string]bool{},
 		origins: map[string]bool{},
 		maxBody: cfg.MaxBodyBytes(),
+		tokens:  compileTokens(cfg.Tokens),
+	}
+	// Shared on the network (which needs tokens), the listen address is a
+	// Host clients use.
+	if host, _, err := net.SplitHostPort(cfg.Listen); err == nil && !isLoopbackHost(host) {
+		if ip := net.ParseIP(host); ip != nil && ip.IsUnspecified() {
+			rt.anyIPHost = true
+		} else {
+			rt.hosts[strings.ToLower(host)] = true
+		}
 	}
 	for _, h := range cfg.AllowedHosts {
 		rt.hosts[strings.ToLower(h)] = true
@@ -179,6 +194,11 @@ func (f *Forwarder) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if isPreflight(r) {
 		rt.preflight(w, r)
 		rec.Status = http.StatusNoContent
+		return
+	}
+	if e := f.checkToken(rt, r, rec); e != nil {
+		rec.Error = e.Message
+		writeAPIError(rw, e)
 		return
 	}
 	switch p := r.URL.Path; {

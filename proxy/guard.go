@@ -35,7 +35,7 @@ func hostOnly(hostport string) string {
 // sets CORS headers for an allowed origin.
 func (rt *runtime) guard(w http.ResponseWriter, r *http.Request) *apiError {
 	host := hostOnly(r.Host)
-	if host != "" && !isLoopbackHost(host) && !rt.hosts[strings.ToLower(host)] {
+	if host != "" && !isLoopbackHost(host) && !rt.hosts[strings.ToLower(host)] && !(rt.anyIPHost && net.ParseIP(host) != nil) {
 		return newAPIError(http.StatusForbidden, "host_not_allowed",
 			"requests must be addressed to localhost or 127.0.0.1; the Host "+quote(host)+" is refused to stop DNS rebinding; if you need that name, add it to allowed_hosts in the config")
 	}

@@ -16,6 +16,7 @@ type Record struct {
 	ID         uint64        `json:"id"`
 	Start      time.Time     `json:"start"`
 	Client     string        `json:"client"`
+	Token      string        `json:"token,omitempty"` // the access token's name
 	Method     string        `json:"method"`
 	Path       string        `json:"path"`
 	Model      string        `json:"model,omitempty"`
@@ -132,6 +133,9 @@ func (r Record) LogAttrs() []slog.Attr {
 		slog.Int64("in", r.BytesIn),
 		slog.Int64("out", r.BytesOut),
 		slog.Bool("stream", r.Stream),
+	}
+	if r.Token != "" {
+		attrs = append(attrs, slog.String("token", r.Token))
 	}
 	if r.Error != "" {
 		attrs = append(attrs, slog.String("error", r.Error))

@@ -46,14 +46,14 @@ func NewService(path, listen string, creds Credentials, reqlog *RequestLog, log 
 		log = slog.New(slog.DiscardHandler)
 	}
 	s := &Service{path: path, listen: listen, log: log, Forwarder: NewForwarder(creds, reqlog, log)}
-	if listen != "" {
-		if err := validateListen(listen); err != nil {
-			return nil, fmt.Errorf("--listen: %w", err)
-		}
-	}
 	cfg, err := s.load()
 	if err != nil {
 		return nil, err
+	}
+	if listen != "" {
+		if err := validateListen(listen, len(cfg.Tokens)); err != nil {
+			return nil, fmt.Errorf("--listen: %w", err)
+		}
 	}
 	if err := s.Forwarder.Apply(cfg, filepath.Dir(path)); err != nil {
 		return nil, fmt.Errorf("%s: %w", path, err)
