@@ -65,7 +65,7 @@ func (c *cli) keyAdd(args []string) error {
 		return err
 	}
 	secret, err := c.readSecret(fmt.Sprintf("Key for upstream %s (input is hidden): ", up.Name),
-		fmt.Sprintf("printf %%s \"$KEY\" | gatehouse key add %s", up.Name))
+		fmt.Sprintf("printf %%s \"$KEY\" | gatehouse key add %s", up.Name), false)
 	if err != nil {
 		return err
 	}
@@ -156,8 +156,9 @@ func (c *cli) keyRm(args []string) error {
 const maxSecretInput = 1 << 20
 
 // readSecret reads a secret from the terminal without echo, or from piped
-// stdin; surrounding white space (a trailing newline) is dropped.
-func (c *cli) readSecret(prompt, pipeHint string) (string, error) {
+// stdin; surrounding white space (a trailing newline) is dropped. Unless
+// allowEmpty, an empty secret is an error whose hint is pipeHint.
+func (c *cli) readSecret(prompt, pipeHint string, allowEmpty bool) (string, error) {
 	var raw []byte
 	if f, ok := c.stdin.(*os.File); ok && term.IsTerminal(int(f.Fd())) {
 		fmt.Fprint(c.stderr, prompt)
@@ -175,7 +176,7 @@ func (c *cli) readSecret(prompt, pipeHint string) (string, error) {
 		raw = b
 	}
 	s := strings.TrimSpace(string(raw))
-	if s == "" {
+	if s == "" && !allowEmpty {
 		return "", fmt.Errorf("nothing was read from stdin; type it when asked, or pipe it in: %s", pipeHint)
 	}
 	return s, nil

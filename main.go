@@ -56,6 +56,7 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 		"serve": c.serve,
 		"key":   c.key,
 		"token": c.token,
+		"cert":  c.cert,
 		"version": func([]string) error {
 			fmt.Fprintf(stdout, "gatehouse %s (%s, %s %s/%s)\n", version, flavour, runtime.Version(), runtime.GOOS, runtime.GOARCH)
 			return nil
@@ -100,6 +101,10 @@ Commands:
   key add UPSTREAM [--label L]        store a key (read from stdin) in the keychain
   key list                            show every key: upstream, label, source, masked
   key rm UPSTREAM LABEL               delete a key
+  cert import UPSTREAM --cert F --key F | --p12 F
+                                      store a client certificate (mTLS) in the keychain
+  cert list                           show subject, issuer, expiry and fingerprint
+  cert rm UPSTREAM                    delete a client certificate
   token add NAME                      make a local access token (printed once)
   token list                          show the tokens' names
   token rm NAME                       delete a token

@@ -210,9 +210,6 @@ func (u *Upstream) validate(field string, names, pools map[string]bool, dir stri
 	if err := validateVia(u.Via, pools); err != nil {
 		return fieldErr(field+".via", "%v", err)
 	}
-	if u.ClientCert {
-		return fieldErr(field+".client_cert", "client certificates live in the keychain, which this version does not support yet; set client_cert = false")
-	}
 	if u.CAFile != "" {
 		if _, err := loadCAFile(resolvePath(dir, u.CAFile)); err != nil {
 			return fieldErr(field+".ca_file", "%v", err)

@@ -103,7 +103,8 @@ func (f *Forwarder) Apply(cfg *Config, dir string) error {
 		}
 		u.base, _ = url.Parse(uc.BaseURL) // validated above
 		key := transportKey(uc, dir)
-		t, route, err := newTransport(uc, dir)
+		certs, _ := f.creds.(ClientCertificates)
+		t, route, err := newTransport(uc, dir, certs)
 		if err != nil {
 			return fmt.Errorf("upstreams[%d] %q: %w", i, uc.Name, err)
 		}

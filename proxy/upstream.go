@@ -56,11 +56,23 @@ func transportKey(u *Upstream, dir string) string {
 	if u.CAFile != "" {
 		ca = resolvePath(dir, u.CAFile)
 	}
-	return u.Via + "\x00" + ca + "\x00" + u.FirstByteTimeout
+	cert := ""
+	if u.ClientCert {
+		cert = u.Name // the certificate is the upstream's own
+	}
+	return u.Via + "\x00" + ca + "\x00" + u.FirstByteTimeout + "\x00" + cert
 }
 
-// newTransport builds the HTTP transport of an upstream's route.
-func newTransport(u *Upstream, dir string) (*http.Transport, string, error) {
+// ClientCertificates gives the certificate an upstream's TLS handshake
+// presents when its config says client_cert = true. The Credentials given
+// to the forwarder may implement it; the keystore's do.
+type ClientCertificates interface {
+	ClientCertificate(upstream string) (*tls.Certificate, error)
+}
+
+// newTransport builds the HTTP transport of an upstream's route. certs is
+// asked for the client certificate of an upstream with client_cert.
+func newTransport(u *Upstream, dir string, certs ClientCertificates) (*http.Transport, string, error) {
 	fbt, err := parseDuration(u.FirstByteTimeout, DefaultFirstByteTimeout)
 	if err != nil {
 		return nil, "", err
@@ -82,6 +94,15 @@ func newTransport(u *Upstream, dir string) (*http.Transport, string, error) {
 			return nil, "", err
 		}
 		t.TLSClientConfig.RootCAs = pool
+	}
+	if u.ClientCert {
+		if certs == nil {
+			return nil, "", fmt.Errorf("client_cert = true needs the keychain, which this build was not given")
+		}
+		name := u.Name
+		t.TLSClientConfig.GetClientCertificate = func(*tls.CertificateRequestInfo) (*tls.Certificate, error) {
+			return certs.ClientCertificate(name)
+		}
 	}
 	route := u.Via
 	switch u.Via {
