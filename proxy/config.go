@@ -66,6 +66,10 @@ type Upstream struct {
 	// FirstByteTimeout bounds the wait for the upstream's response headers
 	// (a Go duration such as "120s"); empty means DefaultFirstByteTimeout.
 	FirstByteTimeout string `toml:"first_byte_timeout,omitempty"`
+	// With auth = "hmac-sha256": the headers that carry the timestamp and
+	// the signature; empty means X-Timestamp and X-Signature.
+	HMACTimestampHeader string `toml:"hmac_timestamp_header,omitempty"`
+	HMACSignatureHeader string `toml:"hmac_signature_header,omitempty"`
 }
 
 // Pool is a group of outbound proxies with health checks.
@@ -138,6 +142,10 @@ func (c *Config) applyDefaults() {
 		}
 		if u.Via == "" {
 			u.Via = ViaDirect
+		}
+		if u.Auth == AuthHMAC {
+			setDefault(&u.HMACTimestampHeader, "X-Timestamp")
+			setDefault(&u.HMACSignatureHeader, "X-Signature")
 		}
 		u.BaseURL = strings.TrimRight(u.BaseURL, "/")
 	}

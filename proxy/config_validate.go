@@ -15,10 +15,11 @@ import (
 )
 
 var (
-	nameRE      = regexp.MustCompile(`^[a-z0-9-]+$`)
-	labelRE     = regexp.MustCompile(`^[A-Za-z0-9._-]+$`)
-	envVarRE    = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]*$`)
-	sha256HexRE = regexp.MustCompile(`^[0-9a-f]{64}$`)
+	nameRE       = regexp.MustCompile(`^[a-z0-9-]+$`)
+	labelRE      = regexp.MustCompile(`^[A-Za-z0-9._-]+$`)
+	envVarRE     = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]*$`)
+	sha256HexRE  = regexp.MustCompile(`^[0-9a-f]{64}$`)
+	headerNameRE = regexp.MustCompile(`^[A-Za-z0-9-]+$`)
 )
 
 // fieldError is a validation error about one field, named by its path in
@@ -191,11 +192,14 @@ func (u *Upstream) validate(field string, names, pools map[string]bool, dir stri
 		}
 	}
 	switch u.Auth {
-	case AuthBearer, AuthXAPIKey, AuthGoogAPIKey, AuthNone:
-	case AuthHMAC:
-		return fieldErr(field+".auth", "hmac-sha256 needs its secret in the keychain, which this version does not support yet; use bearer, x-api-key, x-goog-api-key or none")
+	case AuthBearer, AuthXAPIKey, AuthGoogAPIKey, AuthHMAC, AuthNone:
 	default:
-		return fieldErr(field+".auth", "unknown auth scheme %q; use bearer, x-api-key, x-goog-api-key or none", u.Auth)
+		return fieldErr(field+".auth", "unknown auth scheme %q; use bearer, x-api-key, x-goog-api-key, hmac-sha256 or none", u.Auth)
+	}
+	for name, h := range map[string]string{"hmac_timestamp_header": u.HMACTimestampHeader, "hmac_signature_header": u.HMACSignatureHeader} {
+		if h != "" && !headerNameRE.MatchString(h) {
+			return fieldErr(field+"."+name, "%q is not a header name; use letters, digits and dashes, such as \"X-Signature\"", h)
+		}
 	}
 	labels := map[string]bool{}
 	for i, l := range u.Keys {

@@ -162,6 +162,7 @@ type ctxKey struct{}
 type forwardState struct {
 	target *url.URL
 	cred   Credential
+	body   []byte
 	rec    *Record
 }
 
@@ -320,7 +321,7 @@ func (f *Forwarder) forward(rt *runtime, w *recorder, r *http.Request, name stri
 	}
 	rec.Upstream, rec.Route = up.cfg.Name, up.route
 
-	st := &forwardState{target: up.target(rest, r.URL.RawQuery), rec: rec}
+	st := &forwardState{target: up.target(rest, r.URL.RawQuery), body: body, rec: rec}
 	if up.cfg.Auth != AuthNone {
 		cred, err := f.creds.Credential(up.cfg)
 		if err != nil {

@@ -85,7 +85,7 @@ func (c *modelCache) fetch(ctx context.Context, u *upstreamRT) ([]string, error)
 		if err != nil {
 			return nil, err
 		}
-		applyAuth(req, u.cfg.Auth, cred)
+		applyAuth(req, u.cfg, cred, nil)
 	}
 	if u.cfg.Auth == AuthXAPIKey {
 		req.Header.Set("Anthropic-Version", "2023-06-01")

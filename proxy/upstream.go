@@ -1,13 +1,17 @@
 package proxy
 
 import (
+	"crypto/hmac"
+	"crypto/sha256"
 	"crypto/tls"
+	"encoding/hex"
 	"fmt"
 	"log/slog"
 	"net"
 	"net/http"
 	"net/http/httputil"
 	"net/url"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -128,9 +132,14 @@ var strippedRequestHeaders = []string{
 	"Forwarded", "X-Real-Ip", "Origin", "Cookie",
 }
 
-// applyAuth sets the upstream's own credential on an outbound request.
-func applyAuth(out *http.Request, scheme string, cred Credential) {
-	switch scheme {
+// applyAuth sets the upstream's own credential on an outbound request;
+// body is what an hmac-sha256 upstream's signature covers.
+func applyAuth(out *http.Request, u *Upstream, cred Credential, body []byte) {
+	switch u.Auth {
+	case AuthHMAC:
+		ts := strconv.FormatInt(time.Now().UnixMilli(), 10)
+		out.Header.Set(u.HMACTimestampHeader, ts)
+		out.Header.Set(u.HMACSignatureHeader, Sign(cred.Secret, body, ts))
 	case AuthBearer:
 		out.Header.Set("Authorization", "Bearer "+cred.Secret)
 	case AuthXAPIKey:
@@ -158,7 +167,7 @@ func (f *Forwarder) newReverseProxy(u *upstreamRT) *httputil.ReverseProxy {
 			for _, h := range strippedRequestHeaders {
 				pr.Out.Header.Del(h)
 			}
-			applyAuth(pr.Out, u.cfg.Auth, st.cred)
+			applyAuth(pr.Out, u.cfg, st.cred, st.body)
 		},
 		ModifyResponse: func(res *http.Response) error {
 			// The listener answers CORS itself; an upstream's own
@@ -183,6 +192,15 @@ func (f *Forwarder) newReverseProxy(u *upstreamRT) *httputil.ReverseProxy {
 		BufferPool: copyBuffers,
 		ErrorLog:   slog.NewLogLogger(f.log.With("upstream", u.cfg.Name).Handler(), slog.LevelDebug),
 	}
+}
+
+// Sign is the signature of an hmac-sha256 upstream: the hex HMAC-SHA256,
+// keyed with the secret, of the body bytes followed by the timestamp.
+func Sign(secret string, body []byte, timestamp string) string {
+	m := hmac.New(sha256.New, []byte(secret))
+	m.Write(body)
+	m.Write([]byte(timestamp))
+	return hex.EncodeToString(m.Sum(nil))
 }
 
 // copyBuffers lends the 32 KiB buffers that answers are copied through, so a
