@@ -187,3 +187,27 @@ func TestTokenCommands(t *testing.T) {
 	assert.Equal(t, 1, code)
 	assert.Contains(t, errOut, `no token named "cline"`)
 }
+
+func TestProxyPasswordCommands(t *testing.T) {
+	mem := useMemoryStore(t)
+	code, out, errOut := gh(t, "hunter2-proxy\n", "proxy-password", "set", "socks5://me@127.0.0.1:1080")
+	require.Equal(t, 0, code, errOut)
+	assert.Contains(t, out, "me@127.0.0.1:1080")
+	v, err := keystore.Secrets{Store: mem}.Get(keystore.ProxyName("me@127.0.0.1:1080"))
+	require.NoError(t, err)
+	assert.Equal(t, "hunter2-proxy", v)
+
+	code, _, errOut = gh(t, "x", "proxy-password", "set", "socks5://127.0.0.1:1080")
+	assert.Equal(t, 1, code)
+	assert.Contains(t, errOut, "not a proxy URL with a user name")
+	code, _, errOut = gh(t, "x", "proxy-password", "set", "http://me:pw@127.0.0.1:3128")
+	assert.Equal(t, 1, code)
+	assert.Contains(t, errOut, "without the password")
+	assert.NotContains(t, errOut, "pw@")
+
+	code, _, errOut = gh(t, "", "proxy-password", "rm", "socks5://me@127.0.0.1:1080")
+	require.Equal(t, 0, code, errOut)
+	code, _, errOut = gh(t, "", "proxy-password", "rm", "socks5://me@127.0.0.1:1080")
+	assert.Equal(t, 1, code)
+	assert.Contains(t, errOut, "no password for me@127.0.0.1:1080")
+}

@@ -57,6 +57,8 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 		"key":   c.key,
 		"token": c.token,
 		"cert":  c.cert,
+
+		"proxy-password": c.proxyPassword,
 		"version": func([]string) error {
 			fmt.Fprintf(stdout, "gatehouse %s (%s, %s %s/%s)\n", version, flavour, runtime.Version(), runtime.GOOS, runtime.GOARCH)
 			return nil
@@ -105,6 +107,8 @@ Commands:
                                       store a client certificate (mTLS) in the keychain
   cert list                           show subject, issuer, expiry and fingerprint
   cert rm UPSTREAM                    delete a client certificate
+  proxy-password set URL              store the password of a proxy URL with a user (stdin)
+  proxy-password rm URL               delete it
   token add NAME                      make a local access token (printed once)
   token list                          show the tokens' names
   token rm NAME                       delete a token

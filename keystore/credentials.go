@@ -103,3 +103,13 @@ func Mask(secret string) string {
 	}
 	return secret[:5] + "…" + secret[len(secret)-2:]
 }
+
+// ProxyPassword gives the forwarder the password of a proxy whose URL in
+// the config names a user; userHost is "user@host:port".
+func (c *Credentials) ProxyPassword(userHost string) (string, error) {
+	pw, err := c.Get(ProxyName(userHost))
+	if errors.Is(err, ErrNotFound) {
+		return "", fmt.Errorf("no password for %s in the keychain; store it with `gatehouse proxy-password set URL`", userHost)
+	}
+	return pw, err
+}

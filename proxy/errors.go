@@ -10,6 +10,9 @@ import (
 	"strings"
 )
 
+// errProxyAuth is a proxy's 407 answer.
+var errProxyAuth = errors.New("Proxy Authentication Required")
+
 // StatusClientClosed is logged when the client went away before the answer
 // was complete (nginx's 499); it is never sent.
 const StatusClientClosed = 499
@@ -55,6 +58,11 @@ func writeAPIError(w http.ResponseWriter, e *apiError) {
 func upstreamError(ctx context.Context, upstream string, err error) *apiError {
 	if errors.Is(ctx.Err(), context.Canceled) {
 		return newAPIError(StatusClientClosed, "client_closed", "the client closed the request")
+	}
+	if errors.Is(err, errProxyAuth) || strings.Contains(err.Error(), "Proxy Authentication Required") ||
+		strings.Contains(err.Error(), "username/password authentication failed") {
+		return newAPIError(http.StatusBadGateway, "proxy_auth_failed",
+			"the proxy of upstream "+quote(upstream)+" refused the user name or password; store the right password with `gatehouse proxy-password set URL`")
 	}
 	var ne net.Error
 	if errors.Is(err, context.DeadlineExceeded) || errors.As(err, &ne) && ne.Timeout() ||

@@ -103,8 +103,7 @@ func (f *Forwarder) Apply(cfg *Config, dir string) error {
 		}
 		u.base, _ = url.Parse(uc.BaseURL) // validated above
 		key := transportKey(uc, dir)
-		certs, _ := f.creds.(ClientCertificates)
-		t, route, err := newTransport(uc, dir, certs)
+		t, route, err := newTransport(uc, dir, f.creds)
 		if err != nil {
 			return fmt.Errorf("upstreams[%d] %q: %w", i, uc.Name, err)
 		}

@@ -74,9 +74,36 @@ type ClientCertificates interface {
 	ClientCertificate(upstream string) (*tls.Certificate, error)
 }
 
-// newTransport builds the HTTP transport of an upstream's route. certs is
-// asked for the client certificate of an upstream with client_cert.
-func newTransport(u *Upstream, dir string, certs ClientCertificates) (*http.Transport, string, error) {
+// ProxyPasswords gives the password of a proxy whose URL in the config
+// names a user ("http://user@host:port"); userHost is "user@host:port".
+// The Credentials given to the forwarder may implement it; the keystore's do.
+type ProxyPasswords interface {
+	ProxyPassword(userHost string) (string, error)
+}
+
+// proxyFunc returns the proxy URL for a transport, with the password from
+// passwords when the URL names a user.
+func proxyFunc(pu *url.URL, passwords ProxyPasswords) func(*http.Request) (*url.URL, error) {
+	if pu.User == nil {
+		return http.ProxyURL(pu)
+	}
+	return func(*http.Request) (*url.URL, error) {
+		if passwords == nil {
+			return nil, fmt.Errorf("proxy %s names a user, and its password needs the keychain, which this build was not given", pu.Redacted())
+		}
+		pw, err := passwords.ProxyPassword(pu.User.Username() + "@" + pu.Host)
+		if err != nil {
+			return nil, fmt.Errorf("proxy %s: %w", pu.Redacted(), err)
+		}
+		withPassword := *pu
+		withPassword.User = url.UserPassword(pu.User.Username(), pw)
+		return &withPassword, nil
+	}
+}
+
+// newTransport builds the HTTP transport of an upstream's route. secrets
+// may give client certificates and proxy passwords.
+func newTransport(u *Upstream, dir string, secrets Credentials) (*http.Transport, string, error) {
 	fbt, err := parseDuration(u.FirstByteTimeout, DefaultFirstByteTimeout)
 	if err != nil {
 		return nil, "", err
@@ -99,6 +126,8 @@ func newTransport(u *Upstream, dir string, certs ClientCertificates) (*http.Tran
 		}
 		t.TLSClientConfig.RootCAs = pool
 	}
+	certs, _ := secrets.(ClientCertificates)
+	passwords, _ := secrets.(ProxyPasswords)
 	if u.ClientCert {
 		if certs == nil {
 			return nil, "", fmt.Errorf("client_cert = true needs the keychain, which this build was not given")
@@ -118,7 +147,7 @@ func newTransport(u *Upstream, dir string, certs ClientCertificates) (*http.Tran
 		if err != nil {
 			return nil, "", err
 		}
-		t.Proxy = http.ProxyURL(pu)
+		t.Proxy = proxyFunc(pu, passwords)
 		route = "proxy " + pu.Redacted()
 	}
 	return t, route, nil
@@ -170,6 +199,9 @@ func (f *Forwarder) newReverseProxy(u *upstreamRT) *httputil.ReverseProxy {
 			applyAuth(pr.Out, u.cfg, st.cred, st.body)
 		},
 		ModifyResponse: func(res *http.Response) error {
+			if res.StatusCode == http.StatusProxyAuthRequired && u.route != ViaDirect {
+				return errProxyAuth // a plain-http upstream through a proxy that refused us
+			}
 			// The listener answers CORS itself; an upstream's own
 			// Access-Control-* headers (OpenAI sends "*") must not open it.
 			for k := range res.Header {
