@@ -59,6 +59,8 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 		"cert":  c.cert,
 
 		"proxy-password": c.proxyPassword,
+		"export":         c.export,
+		"import":         c.import_,
 		"version": func([]string) error {
 			fmt.Fprintf(stdout, "gatehouse %s (%s, %s %s/%s)\n", version, flavour, runtime.Version(), runtime.GOOS, runtime.GOARCH)
 			return nil
@@ -112,6 +114,8 @@ Commands:
   token add NAME                      make a local access token (printed once)
   token list                          show the tokens' names
   token rm NAME                       delete a token
+  export --out FILE                   write the config and every secret, encrypted with a passphrase
+  import FILE                         restore an export into this machine's keychain and config
   version                             print the version
   help                                print this help
 

@@ -248,6 +248,21 @@ func SaveConfig(path string, c *Config) error {
 	if err != nil {
 		return fmt.Errorf("encode config: %w", err)
 	}
+	return writeAtomic(path, data)
+}
+
+// SaveConfigText writes a config document as it is (comments and all),
+// atomically, after checking that it is valid.
+func SaveConfigText(path string, data []byte) error {
+	if _, err := ParseConfig(path, data); err != nil {
+		return fmt.Errorf("not saved: %w", err)
+	}
+	return writeAtomic(path, data)
+}
+
+// writeAtomic replaces path with data: a temporary file in the same
+// folder, synced, then renamed, so a failure leaves the old file.
+func writeAtomic(path string, data []byte) error {
 	dir := filepath.Dir(path)
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return fmt.Errorf("create config folder: %w", err)

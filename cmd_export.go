@@ -1,0 +1,127 @@
+package main
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+
+	"golang.org/x/term"
+
+	"github.com/gatehouse-app/gatehouse/keystore"
+	"github.com/gatehouse-app/gatehouse/proxy"
+)
+
+// export writes the config and every secret it names into one file
+// encrypted with a passphrase, to move a setup to another machine.
+func (c *cli) export(args []string) error {
+	set, cfgPath := c.flags("export")
+	out := set.String("out", "", "the file to write (it is encrypted with your passphrase)")
+	if _, err := c.parse(set, cfgPath, args, 0, "--out FILE"); err != nil {
+		return err
+	}
+	if *out == "" {
+		fmt.Fprintln(c.stderr, "gatehouse: export needs --out FILE")
+		return errUsage
+	}
+	text, err := os.ReadFile(*cfgPath)
+	if errors.Is(err, os.ErrNotExist) {
+		return fmt.Errorf("nothing to export: there is no config at %s", *cfgPath)
+	}
+	if err != nil {
+		return err
+	}
+	cfg, err := proxy.ParseConfig(*cfgPath, text)
+	if err != nil {
+		return err
+	}
+	pass, err := c.readPassphrase(true)
+	if err != nil {
+		return err
+	}
+	var buf bytes.Buffer
+	found, missing, err := keystore.Export(&buf, text, cfg, keystore.Secrets{Store: c.store}, pass)
+	if err != nil {
+		return err
+	}
+	if err := os.WriteFile(*out+".tmp", buf.Bytes(), 0o600); err != nil {
+		return err
+	}
+	if err := os.Rename(*out+".tmp", *out); err != nil {
+		os.Remove(*out + ".tmp")
+		return err
+	}
+	fmt.Fprintf(c.stdout, "Exported the config and %d secrets to %s, encrypted with your passphrase.\n", len(found), *out)
+	if len(missing) > 0 {
+		fmt.Fprintf(c.stderr, "gatehouse: warning: the config names these, but the keychain does not hold them: %s\n", strings.Join(missing, ", "))
+	}
+	return nil
+}
+
+// import_ restores an export into this machine's keychain and config.
+func (c *cli) import_(args []string) error {
+	set, cfgPath := c.flags("import")
+	pos, err := c.parse(set, cfgPath, args, 1, "FILE")
+	if err != nil {
+		return err
+	}
+	f, err := os.Open(pos[0])
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	pass, err := c.readPassphrase(false)
+	if err != nil {
+		return err
+	}
+	b, err := keystore.OpenExport(f, pass)
+	if err != nil {
+		return err
+	}
+	if _, err := proxy.ParseConfig(*cfgPath, []byte(b.Config)); err != nil {
+		return fmt.Errorf("the exported config is not valid on this machine (%w); nothing was changed", err)
+	}
+	_, statErr := os.Stat(*cfgPath)
+	replaced, added, err := b.Restore(keystore.Secrets{Store: c.store})
+	if err != nil {
+		return err
+	}
+	if err := os.MkdirAll(filepath.Dir(*cfgPath), 0o700); err != nil {
+		return err
+	}
+	if err := proxy.SaveConfigText(*cfgPath, []byte(b.Config)); err != nil {
+		return err
+	}
+	if statErr == nil {
+		fmt.Fprintf(c.stdout, "Replaced the config at %s.\n", *cfgPath)
+	} else {
+		fmt.Fprintf(c.stdout, "Wrote the config to %s.\n", *cfgPath)
+	}
+	fmt.Fprintf(c.stdout, "Keychain: %d added, %d replaced.\n", len(added), len(replaced))
+	for _, name := range replaced {
+		fmt.Fprintf(c.stdout, "  replaced %s\n", name)
+	}
+	return nil
+}
+
+// readPassphrase asks on the terminal (twice when confirm) or reads one
+// line from piped stdin.
+func (c *cli) readPassphrase(confirm bool) (string, error) {
+	if f, ok := c.stdin.(*os.File); ok && term.IsTerminal(int(f.Fd())) && confirm {
+		first, err := c.readSecret("Passphrase (input is hidden): ", "", false)
+		if err != nil {
+			return "", err
+		}
+		again, err := c.readSecret("The same passphrase again: ", "", false)
+		if err != nil {
+			return "", err
+		}
+		if first != again {
+			return "", errors.New("the two passphrases differ; nothing was written")
+		}
+		return first, nil
+	}
+	return c.readSecret("Passphrase (input is hidden): ", "printf %s \"$PASSPHRASE\" | gatehouse export --out FILE", false)
+}
