@@ -27,17 +27,23 @@ func proxyUserHost(raw string) (string, error) {
 	return u.User.Username() + "@" + u.Host, nil
 }
 
-func (c *cli) proxyPasswordSet(args []string) error {
-	fs, cfgPath := c.flags("proxy-password set")
+// proxyArg parses the URL argument of a proxy-password subcommand.
+func (c *cli) proxyArg(sub string, args []string) (rawURL, userHost string, err error) {
+	fs, cfgPath := c.flags("proxy-password " + sub)
 	pos, err := c.parse(fs, cfgPath, args, 1, "URL")
 	if err != nil {
-		return err
+		return "", "", err
 	}
-	name, err := proxyUserHost(pos[0])
+	userHost, err = proxyUserHost(pos[0])
+	return pos[0], userHost, err
+}
+
+func (c *cli) proxyPasswordSet(args []string) error {
+	raw, name, err := c.proxyArg("set", args)
 	if err != nil {
 		return err
 	}
-	pw, err := c.readSecret("Password for "+name+" (input is hidden): ", "printf %s \"$PASSWORD\" | gatehouse proxy-password set "+pos[0], false)
+	pw, err := c.readSecret("Password for "+name+" (input is hidden): ", "printf %s \"$PASSWORD\" | gatehouse proxy-password set "+raw, false)
 	if err != nil {
 		return err
 	}
@@ -49,12 +55,7 @@ func (c *cli) proxyPasswordSet(args []string) error {
 }
 
 func (c *cli) proxyPasswordRm(args []string) error {
-	fs, cfgPath := c.flags("proxy-password rm")
-	pos, err := c.parse(fs, cfgPath, args, 1, "URL")
-	if err != nil {
-		return err
-	}
-	name, err := proxyUserHost(pos[0])
+	_, name, err := c.proxyArg("rm", args)
 	if err != nil {
 		return err
 	}

@@ -6,7 +6,6 @@ import (
 	"encoding/pem"
 	"fmt"
 	"io"
-	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -16,7 +15,6 @@ import (
 	"time"
 
 	"github.com/gatehouse-app/gatehouse/internal/testpki"
-	"github.com/gatehouse-app/gatehouse/proxy"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 	"software.sslmate.com/src/go-pkcs12"
@@ -101,7 +99,6 @@ func TestMutualTLS(t *testing.T) {
 	}
 	store := NewMemory()
 	creds := NewCredentials(store)
-	f := proxy.NewForwarder(creds, nil, slog.New(slog.DiscardHandler))
 	doc := fmt.Sprintf(`
 [[upstreams]]
 name = "relay"
@@ -124,20 +121,7 @@ base_url = "%s/v1"
 models = ["plain-*"]
 auth = "none"
 `, strict.URL, writePEM("strict.pem", strict), asking.URL, writePEM("asking.pem", asking), asking.URL)
-	cfg, err := proxy.ParseConfig(filepath.Join(dir, "config.toml"), []byte(doc))
-	require.NoError(t, err)
-	require.NoError(t, f.Apply(cfg, dir))
-	srv := httptest.NewServer(f)
-	defer srv.Close()
-	defer f.Close()
-
-	post := func(model string) (int, string) {
-		res, err := http.Post(srv.URL+"/v1/chat/completions", "application/json", strings.NewReader(`{"model":"`+model+`"}`))
-		require.NoError(t, err)
-		defer res.Body.Close()
-		b, _ := io.ReadAll(res.Body)
-		return res.StatusCode, string(b)
-	}
+	_, post := forwarderFor(t, dir, doc, creds, nil, nil)
 
 	status, body := post("relay-1")
 	assert.Equal(t, http.StatusBadGateway, status, "refused without the certificate")

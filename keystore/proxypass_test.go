@@ -4,14 +4,12 @@ import (
 	"encoding/json"
 	"encoding/pem"
 	"fmt"
-	"io"
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 
 	"github.com/gatehouse-app/gatehouse/internal/mockllm"
@@ -20,23 +18,6 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 )
-
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  strings.Builder
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
-}
 
 // TestProxyPasswordFromKeychain: a proxy URL in the config names only the
 // user; the password comes from the keychain, a wrong one is a clear error,
@@ -80,26 +61,11 @@ models = ["c"]
 auth = "none"
 via = %q
 `, plain.URL, viaHTTP, tlsUp.URL, viaHTTP, plain.URL, viaSOCKS)
-	cfg, err := proxy.ParseConfig(filepath.Join(dir, "config.toml"), []byte(doc))
-	require.NoError(t, err)
-
 	store := NewMemory()
 	creds := NewCredentials(store)
 	logs := &lockedBuffer{}
 	reqlog := proxy.NewRequestLog(0)
-	f := proxy.NewForwarder(creds, reqlog, slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug})))
-	require.NoError(t, f.Apply(cfg, dir))
-	srv := httptest.NewServer(f)
-	defer srv.Close()
-	defer f.Close()
-
-	post := func(model string) (int, string) {
-		res, err := http.Post(srv.URL+"/v1/chat/completions", "application/json", strings.NewReader(`{"model":"`+model+`"}`))
-		require.NoError(t, err)
-		defer res.Body.Close()
-		b, _ := io.ReadAll(res.Body)
-		return res.StatusCode, string(b)
-	}
+	f, post := forwarderFor(t, dir, doc, creds, reqlog, slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug})))
 	models := []string{"a", "b", "c"}
 	var bodies []string
 
