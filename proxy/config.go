@@ -7,6 +7,7 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 
 	"github.com/pelletier/go-toml/v2"
@@ -35,6 +36,8 @@ type Config struct {
 	// call the forwarder, for an IDE webview or a local web UI. Requests with
 	// any other Origin header are refused; the listed ones get CORS answers.
 	AllowedOrigins []string `toml:"allowed_origins,omitempty"`
+	// Direct is the global switch that bypasses every proxy and pool.
+	Direct bool `toml:"direct,omitempty"`
 	// MaxBodyMB bounds a request body, in MiB; 0 means DefaultMaxBodyMB.
 	MaxBodyMB int        `toml:"max_body_mb,omitempty"`
 	Upstreams []Upstream `toml:"upstreams"`
@@ -81,6 +84,44 @@ type Pool struct {
 	Interval  string   `toml:"interval,omitempty"`
 	Timeout   string   `toml:"timeout,omitempty"`
 	Tolerance string   `toml:"tolerance,omitempty"`
+	// Lazy skips the checks of an interval in which nobody used the pool.
+	Lazy bool `toml:"lazy,omitempty"`
+	// FallbackDirect sends requests direct when every member is down,
+	// instead of answering 503.
+	FallbackDirect bool `toml:"fallback_direct,omitempty"`
+	// Pinned is the member used while it is up, whatever the strategy.
+	Pinned string `toml:"pinned,omitempty"`
+	// Disabled members are never used or checked.
+	Disabled []string `toml:"disabled,omitempty"`
+}
+
+// Pool returns the pool with that name, or nil.
+func (c *Config) Pool(name string) *Pool {
+	for i := range c.Pools {
+		if c.Pools[i].Name == name {
+			return &c.Pools[i]
+		}
+	}
+	return nil
+}
+
+// Clone returns a deep copy, to change without touching the original.
+func (c *Config) Clone() *Config {
+	out := *c
+	out.AllowedHosts = slices.Clone(c.AllowedHosts)
+	out.AllowedOrigins = slices.Clone(c.AllowedOrigins)
+	out.Tokens = slices.Clone(c.Tokens)
+	out.Upstreams = slices.Clone(c.Upstreams)
+	for i := range out.Upstreams {
+		out.Upstreams[i].Models = slices.Clone(out.Upstreams[i].Models)
+		out.Upstreams[i].Keys = slices.Clone(out.Upstreams[i].Keys)
+	}
+	out.Pools = slices.Clone(c.Pools)
+	for i := range out.Pools {
+		out.Pools[i].Proxies = slices.Clone(out.Pools[i].Proxies)
+		out.Pools[i].Disabled = slices.Clone(out.Pools[i].Disabled)
+	}
+	return &out
 }
 
 // Auth schemes an upstream may use.

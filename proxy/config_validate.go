@@ -8,6 +8,7 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strings"
 	"time"
 
@@ -250,7 +251,7 @@ func validateVia(via string, pools map[string]bool) error {
 		if !pools[name] {
 			return fmt.Errorf("no pool named %q; add a [[pools]] entry with that name or use direct", name)
 		}
-		return fmt.Errorf("proxy pools are not supported by this version yet; use direct, system or one proxy URL")
+		return nil
 	}
 	_, err := parseProxyURL(via)
 	return err
@@ -300,8 +301,20 @@ func (p *Pool) validate(field string, pools map[string]bool) error {
 		return fieldErr(field+".check_url", "%v", err)
 	}
 	for _, d := range []struct{ name, value string }{{"interval", p.Interval}, {"timeout", p.Timeout}, {"tolerance", p.Tolerance}} {
-		if _, err := parseDuration(d.value, 0); err != nil {
+		v, err := parseDuration(d.value, 0)
+		if err == nil && v == 0 && d.name != "tolerance" {
+			err = fmt.Errorf("%s must be more than zero", d.name)
+		}
+		if err != nil {
 			return fieldErr(field+"."+d.name, "%v", err)
+		}
+	}
+	if p.Pinned != "" && !slices.Contains(p.Proxies, p.Pinned) {
+		return fieldErr(field+".pinned", "%q is not one of the pool's proxies", redact(p.Pinned))
+	}
+	for i, d := range p.Disabled {
+		if !slices.Contains(p.Proxies, d) {
+			return fieldErr(fmt.Sprintf("%s.disabled[%d]", field, i), "%q is not one of the pool's proxies", redact(d))
 		}
 	}
 	return nil
@@ -317,6 +330,14 @@ func parseDuration(s string, def time.Duration) (time.Duration, error) {
 		return 0, fmt.Errorf("%q is not a duration; write for instance \"5s\", \"300ms\" or \"5m\"", s)
 	}
 	return d, nil
+}
+
+// redact hides a password in a URL-like string for an error message.
+func redact(s string) string {
+	if u, err := url.Parse(s); err == nil {
+		return u.Redacted()
+	}
+	return s
 }
 
 func resolvePath(dir, p string) string {

@@ -59,6 +59,11 @@ func upstreamError(ctx context.Context, upstream string, err error) *apiError {
 	if errors.Is(ctx.Err(), context.Canceled) {
 		return newAPIError(StatusClientClosed, "client_closed", "the client closed the request")
 	}
+	var down *allDownError
+	if errors.As(err, &down) {
+		return newAPIError(http.StatusServiceUnavailable, "pool_unavailable",
+			err.Error()+"; check the proxies with `gatehouse check`, pin or enable another member, or set fallback_direct = true on the pool")
+	}
 	if errors.Is(err, errProxyAuth) || strings.Contains(err.Error(), "Proxy Authentication Required") ||
 		strings.Contains(err.Error(), "username/password authentication failed") {
 		return newAPIError(http.StatusBadGateway, "proxy_auth_failed",

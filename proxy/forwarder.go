@@ -14,6 +14,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/gatehouse-app/gatehouse/proxy/pool"
 )
 
 // Forwarder is the localhost OpenAI-compatible endpoint: an http.Handler
@@ -30,13 +32,17 @@ type Forwarder struct {
 
 	failures failureLimiter
 
-	mu         sync.Mutex
-	transports map[string]*http.Transport // by transportKey
+	mu           sync.Mutex                 // serialises Apply
+	transports   map[string]*http.Transport // by route and tlsKey
+	poolsByKey   map[string]*pool.Pool      // by poolKey
+	poolsChanged chan struct{}
+	changes      notifier
 }
 
 // runtime is one applied config, ready to serve.
 type runtime struct {
 	cfg       *Config
+	pools     map[string]*pool.Pool
 	upstreams []*upstreamRT
 	byName    map[string]*upstreamRT
 	hosts     map[string]bool
@@ -52,7 +58,7 @@ func NewForwarder(creds Credentials, reqlog *RequestLog, log *slog.Logger) *Forw
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	f := &Forwarder{creds: creds, log: log, reqlog: reqlog, transports: map[string]*http.Transport{}}
+	f := &Forwarder{creds: creds, log: log, reqlog: reqlog, transports: map[string]*http.Transport{}, poolsChanged: make(chan struct{}, 1)}
 	f.models = newModelCache(f)
 	if err := f.Apply(DefaultConfig(), ""); err != nil {
 		panic(err) // the default config has nothing that can fail
@@ -94,6 +100,23 @@ func (f *Forwarder) Apply(cfg *Config, dir string) error {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	transports := map[string]*http.Transport{}
+	// routeT returns the transport of a route that is not a pool, shared by
+	// upstreams (and kept across reloads) where nothing it depends on differs.
+	routeT := func(uc *Upstream, via string) (*http.Transport, string, error) {
+		key := via + "\x00" + tlsKey(uc, dir)
+		t, route, err := routeTransport(uc, via, dir, f.creds)
+		if err != nil {
+			return nil, "", err
+		}
+		if old := transports[key]; old != nil {
+			t = old
+		} else if old := f.transports[key]; old != nil {
+			t = old
+		}
+		transports[key] = t
+		return t, route, nil
+	}
+	rt.pools = f.buildPools(cfg)
 	for i := range cfg.Upstreams {
 		uc := &cfg.Upstreams[i]
 		u := &upstreamRT{cfg: uc}
@@ -102,18 +125,28 @@ func (f *Forwarder) Apply(cfg *Config, dir string) error {
 			u.globs = append(u.globs, g)
 		}
 		u.base, _ = url.Parse(uc.BaseURL) // validated above
-		key := transportKey(uc, dir)
-		t, route, err := newTransport(uc, dir, f.creds)
+		via := uc.Via
+		if cfg.Direct {
+			via = ViaDirect // the global switch bypasses every proxy
+		}
+		direct, route, err := routeT(uc, ViaDirect)
 		if err != nil {
 			return fmt.Errorf("upstreams[%d] %q: %w", i, uc.Name, err)
 		}
-		if old, ok := transports[key]; ok {
-			t = old
-		} else if old, ok := f.transports[key]; ok {
-			t = old
+		u.transport = direct
+		if name, isPool := strings.CutPrefix(via, viaPool); isPool {
+			u.transport = &poolTransport{pool: rt.pools[name], key: tlsKey(uc, dir), direct: direct,
+				build: func() *http.Transport { t, _ := baseTransport(uc, dir, f.creds); return t }} // baseTransport succeeded above
+			route = "pool " + name
+		} else if via != ViaDirect {
+			if u.transport, route, err = routeT(uc, via); err != nil {
+				return fmt.Errorf("upstreams[%d] %q: %w", i, uc.Name, err)
+			}
 		}
-		transports[key] = t
-		u.transport, u.route = t, route
+		if cfg.Direct && uc.Via != ViaDirect {
+			route = "direct (global switch)"
+		}
+		u.route = route
 		u.rp = f.newReverseProxy(u)
 		rt.upstreams = append(rt.upstreams, u)
 		rt.byName[uc.Name] = u
@@ -127,6 +160,11 @@ func (f *Forwarder) Apply(cfg *Config, dir string) error {
 	}
 	f.transports = transports
 	f.state.Store(rt)
+	select {
+	case f.poolsChanged <- struct{}{}:
+	default:
+	}
+	f.changes.notify()
 	if r, ok := f.creds.(interface{ Reset() }); ok {
 		r.Reset() // keys may have been added or removed with the config
 	}
@@ -142,6 +180,9 @@ func (f *Forwarder) Close() {
 	defer f.mu.Unlock()
 	for _, t := range f.transports {
 		t.CloseIdleConnections()
+	}
+	for _, p := range f.poolsByKey {
+		p.Close()
 	}
 }
 

@@ -9,6 +9,8 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"reflect"
+	"slices"
 	"sync"
 	"syscall"
 	"time"
@@ -79,6 +81,9 @@ func (s *Service) Reload() error {
 	defer s.mu.Unlock()
 	old := s.Forwarder.Config().Listen
 	cfg, err := s.load()
+	if err == nil && reflect.DeepEqual(cfg, s.Forwarder.Config()) {
+		return nil // our own save, or a touch: nothing to do
+	}
 	if err == nil {
 		err = s.Forwarder.Apply(cfg, filepath.Dir(s.path))
 	}
@@ -91,6 +96,58 @@ func (s *Service) Reload() error {
 	}
 	s.log.Info("config applied", "path", s.path, "upstreams", len(cfg.Upstreams))
 	return nil
+}
+
+// Edit changes the config with change, saves it and applies it. Nothing
+// is saved or applied when change fails or the result is invalid.
+func (s *Service) Edit(change func(*Config) error) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	cfg := s.Forwarder.Config().Clone()
+	if err := change(cfg); err != nil {
+		return err
+	}
+	if err := SaveConfig(s.path, cfg); err != nil {
+		return err
+	}
+	return s.Forwarder.Apply(cfg, filepath.Dir(s.path))
+}
+
+// SetPinned pins member (a proxy URL as in the config) in a pool, or
+// unpins with "". The pin lasts until unpinned; while the member is down
+// the pool's strategy chooses, and the status says so.
+func (s *Service) SetPinned(poolName, member string) error {
+	return s.Edit(func(c *Config) error {
+		p := c.Pool(poolName)
+		if p == nil {
+			return fmt.Errorf("no pool named %q", poolName)
+		}
+		p.Pinned = member
+		return nil
+	})
+}
+
+// SetDisabled takes a member out of a pool's use, or puts it back.
+func (s *Service) SetDisabled(poolName, member string, disabled bool) error {
+	return s.Edit(func(c *Config) error {
+		p := c.Pool(poolName)
+		if p == nil {
+			return fmt.Errorf("no pool named %q", poolName)
+		}
+		p.Disabled = slices.DeleteFunc(p.Disabled, func(d string) bool { return d == member })
+		if disabled {
+			p.Disabled = append(p.Disabled, member)
+		}
+		return nil
+	})
+}
+
+// SetDirect turns the global switch that bypasses every proxy on or off.
+func (s *Service) SetDirect(on bool) error {
+	return s.Edit(func(c *Config) error {
+		c.Direct = on
+		return nil
+	})
 }
 
 // Run serves until ctx is done, then stops accepting connections and lets
@@ -120,6 +177,7 @@ func (s *Service) Run(ctx context.Context, reload <-chan struct{}) error {
 	defer stop()
 	var wg sync.WaitGroup
 	wg.Go(func() { s.watch(runCtx, reload) })
+	wg.Go(func() { s.Forwarder.RunChecks(runCtx) })
 
 	served := make(chan error, 1)
 	go func() { served <- srv.Serve(ln) }()

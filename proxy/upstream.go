@@ -22,7 +22,8 @@ import (
 const DefaultFirstByteTimeout = 120 * time.Second
 
 // upstreamRT is an upstream as the forwarder uses it: its config, compiled
-// patterns, parsed base URL and the transport of its route.
+// patterns, parsed base URL and the transport of its route (an
+// *http.Transport, or a poolTransport for pool:NAME).
 type upstreamRT struct {
 	cfg       *Upstream
 	globs     []glob
@@ -53,9 +54,9 @@ func (u *upstreamRT) target(escapedRest, rawQuery string) *url.URL {
 	return &t
 }
 
-// transportKey names what a transport depends on, so that a reload keeps
-// the pooled connections of every upstream whose route did not change.
-func transportKey(u *Upstream, dir string) string {
+// tlsKey names what an upstream's transport depends on besides its route:
+// roots, client certificate and timeout.
+func tlsKey(u *Upstream, dir string) string {
 	ca := ""
 	if u.CAFile != "" {
 		ca = resolvePath(dir, u.CAFile)
@@ -64,7 +65,7 @@ func transportKey(u *Upstream, dir string) string {
 	if u.ClientCert {
 		cert = u.Name // the certificate is the upstream's own
 	}
-	return u.Via + "\x00" + ca + "\x00" + u.FirstByteTimeout + "\x00" + cert
+	return ca + "\x00" + u.FirstByteTimeout + "\x00" + cert
 }
 
 // ClientCertificates gives the certificate an upstream's TLS handshake
@@ -101,12 +102,12 @@ func proxyFunc(pu *url.URL, passwords ProxyPasswords) func(*http.Request) (*url.
 	}
 }
 
-// newTransport builds the HTTP transport of an upstream's route. secrets
-// may give client certificates and proxy passwords.
-func newTransport(u *Upstream, dir string, secrets Credentials) (*http.Transport, string, error) {
+// baseTransport builds an upstream's HTTP transport without its route:
+// timeouts, roots and client certificate. secrets may give certificates.
+func baseTransport(u *Upstream, dir string, secrets Credentials) (*http.Transport, error) {
 	fbt, err := parseDuration(u.FirstByteTimeout, DefaultFirstByteTimeout)
 	if err != nil {
-		return nil, "", err
+		return nil, err
 	}
 	t := &http.Transport{
 		DialContext:           (&net.Dialer{Timeout: 30 * time.Second, KeepAlive: 30 * time.Second}).DialContext,
@@ -122,35 +123,44 @@ func newTransport(u *Upstream, dir string, secrets Credentials) (*http.Transport
 	if u.CAFile != "" {
 		pool, err := loadCAFile(resolvePath(dir, u.CAFile))
 		if err != nil {
-			return nil, "", err
+			return nil, err
 		}
 		t.TLSClientConfig.RootCAs = pool
 	}
-	certs, _ := secrets.(ClientCertificates)
-	passwords, _ := secrets.(ProxyPasswords)
 	if u.ClientCert {
+		certs, _ := secrets.(ClientCertificates)
 		if certs == nil {
-			return nil, "", fmt.Errorf("client_cert = true needs the keychain, which this build was not given")
+			return nil, fmt.Errorf("client_cert = true needs the keychain, which this build was not given")
 		}
 		name := u.Name
 		t.TLSClientConfig.GetClientCertificate = func(*tls.CertificateRequestInfo) (*tls.Certificate, error) {
 			return certs.ClientCertificate(name)
 		}
 	}
-	route := u.Via
-	switch u.Via {
+	return t, nil
+}
+
+// routeTransport builds the transport of a route that is not a pool:
+// direct, system, or one proxy URL. It returns what the request log shows.
+func routeTransport(u *Upstream, via, dir string, secrets Credentials) (*http.Transport, string, error) {
+	t, err := baseTransport(u, dir, secrets)
+	if err != nil {
+		return nil, "", err
+	}
+	switch via {
 	case ViaDirect:
+		return t, ViaDirect, nil
 	case ViaSystem:
 		t.Proxy = http.ProxyFromEnvironment
-	default:
-		pu, err := parseProxyURL(u.Via)
-		if err != nil {
-			return nil, "", err
-		}
-		t.Proxy = proxyFunc(pu, passwords)
-		route = "proxy " + pu.Redacted()
+		return t, ViaSystem, nil
 	}
-	return t, route, nil
+	pu, err := parseProxyURL(via)
+	if err != nil {
+		return nil, "", err
+	}
+	passwords, _ := secrets.(ProxyPasswords)
+	t.Proxy = proxyFunc(pu, passwords)
+	return t, "proxy " + pu.Redacted(), nil
 }
 
 // Inbound headers that never go upstream: every credential a client may
@@ -199,7 +209,7 @@ func (f *Forwarder) newReverseProxy(u *upstreamRT) *httputil.ReverseProxy {
 			applyAuth(pr.Out, u.cfg, st.cred, st.body)
 		},
 		ModifyResponse: func(res *http.Response) error {
-			if res.StatusCode == http.StatusProxyAuthRequired && u.route != ViaDirect {
+			if res.StatusCode == http.StatusProxyAuthRequired && u.cfg.Via != ViaDirect {
 				return errProxyAuth // a plain-http upstream through a proxy that refused us
 			}
 			// The listener answers CORS itself; an upstream's own

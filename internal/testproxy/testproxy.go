@@ -18,6 +18,7 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"github.com/things-go/go-socks5"
 )
@@ -26,6 +27,9 @@ import (
 type Proxy struct {
 	URL  string // scheme://host:port, without credentials
 	Addr string
+	// Delay is added before each connection to a target, to make the
+	// proxy slower than others.
+	Delay atomic.Int64 // time.Duration
 
 	kind       string
 	user, pass string
@@ -144,6 +148,13 @@ func (l *trackingListener) Accept() (net.Conn, error) {
 
 // dial makes the connection to the target and counts it.
 func (p *Proxy) dial(ctx context.Context, network, addr string) (net.Conn, error) {
+	if d := time.Duration(p.Delay.Load()); d > 0 {
+		select {
+		case <-time.After(d):
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		}
+	}
 	c, err := (&net.Dialer{}).DialContext(ctx, network, addr)
 	if err != nil {
 		return nil, err
