@@ -57,6 +57,7 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 		"key":   c.key,
 		"token": c.token,
 		"cert":  c.cert,
+		"check": c.check,
 
 		"proxy-password": c.proxyPassword,
 		"export":         c.export,
@@ -114,6 +115,7 @@ Commands:
   token add NAME                      make a local access token (printed once)
   token list                          show the tokens' names
   token rm NAME                       delete a token
+  check [--timeout D]                 check every proxy and upstream now; exit 1 if one is down
   export --out FILE                   write the config and every secret, encrypted with a passphrase
   import FILE                         restore an export into this machine's keychain and config
   version                             print the version

@@ -2,8 +2,10 @@ package main
 
 import (
 	"bufio"
+	"crypto/tls"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -17,6 +19,8 @@ import (
 	"time"
 
 	"github.com/gatehouse-app/gatehouse/internal/mockllm"
+	"github.com/gatehouse-app/gatehouse/internal/testpki"
+	"github.com/gatehouse-app/gatehouse/internal/testproxy"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 )
@@ -211,4 +215,61 @@ func TestHeadlessBuild(t *testing.T) {
 	stderr, _ := cmd.CombinedOutput()
 	assert.Equal(t, 2, cmd.ProcessState.ExitCode())
 	assert.Contains(t, string(stderr), "run `gatehouse serve`")
+}
+
+// TestSystemProxyAndHTTPSProxy: via = "system" follows HTTP_PROXY (Go never
+// proxies loopback names, so the upstream has a test name the proxy
+// resolves), and via = "https://…" speaks TLS to the proxy itself.
+func TestSystemProxyAndHTTPSProxy(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts the program")
+	}
+	mock := &mockllm.Server{}
+	up := httptest.NewServer(mock)
+	defer up.Close()
+	_, upPort, _ := net.SplitHostPort(strings.TrimPrefix(up.URL, "http://"))
+	resolve := func(addr string) string { return strings.Replace(addr, "upstream.test", "127.0.0.1", 1) }
+	system := testproxy.HTTP("", "")
+	system.Resolve = resolve
+	defer system.Stop()
+	ca := testpki.NewCA("Proxy CA")
+	server := ca.Server()
+	pair, err := tls.X509KeyPair(server.CertPEM, server.KeyPEM)
+	require.NoError(t, err)
+	secure := testproxy.HTTPS(&tls.Config{Certificates: []tls.Certificate{pair}}, "", "")
+	secure.Resolve = resolve
+	defer secure.Stop()
+
+	dir := t.TempDir()
+	require.NoError(t, os.WriteFile(filepath.Join(dir, "proxy-ca.pem"), ca.PEM, 0o600))
+	cfgPath := filepath.Join(dir, "config.toml")
+	require.NoError(t, os.WriteFile(cfgPath, []byte(fmt.Sprintf(`
+[[upstreams]]
+name = "sys"
+base_url = "http://upstream.test:%[1]s/v1"
+models = ["sys-*"]
+auth = "none"
+via = "system"
+
+[[upstreams]]
+name = "tls-proxy"
+base_url = "http://upstream.test:%[1]s/v1"
+models = ["tls-*"]
+auth = "none"
+via = %[2]q
+ca_file = "proxy-ca.pem"
+`, upPort, secure.URL)), 0o600))
+
+	p := start(t, []string{"HTTP_PROXY=" + system.URL, "NO_PROXY="}, "serve", "--config", cfgPath, "--listen", "127.0.0.1:0")
+	base := p.waitLine(t, regexp.MustCompile(`msg="forwarder listening" url=(http://\S+)/v1`))[1]
+	for model, px := range map[string]*testproxy.Proxy{"sys-1": system, "tls-1": secure} {
+		res, err := http.Post(base+"/v1/chat/completions", "application/json", strings.NewReader(`{"model":"`+model+`"}`))
+		require.NoError(t, err)
+		body, _ := io.ReadAll(res.Body)
+		res.Body.Close()
+		require.Equal(t, http.StatusOK, res.StatusCode, string(body))
+		assert.Equal(t, int64(1), px.Carried(), model)
+	}
+	line := p.waitLine(t, regexp.MustCompile(`msg=request .*model=tls-1.*`))[0]
+	assert.Contains(t, line, `route="proxy `+secure.URL+`"`)
 }

@@ -10,6 +10,7 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"github.com/gatehouse-app/gatehouse/proxy/pool"
 )
@@ -210,4 +211,40 @@ func (n *notifier) notify() {
 		default:
 		}
 	}
+}
+
+// UpstreamCheck is whether an upstream answers through its route.
+type UpstreamCheck struct {
+	Name   string
+	Route  string
+	Status int   // the HTTP status of GET base_url; 0 when unreachable
+	Err    error // why it could not be reached
+}
+
+// CheckUpstreams asks every upstream's base URL once, through its route,
+// concurrently. Any HTTP answer, even an error status, means reachable.
+func (f *Forwarder) CheckUpstreams(ctx context.Context, timeout time.Duration) []UpstreamCheck {
+	rt := f.state.Load()
+	out := make([]UpstreamCheck, len(rt.upstreams))
+	var wg sync.WaitGroup
+	for i, u := range rt.upstreams {
+		wg.Go(func() {
+			rec := &Record{Route: u.route}
+			ctx, cancel := context.WithTimeout(context.WithValue(ctx, ctxKey{}, &forwardState{rec: rec}), timeout)
+			defer cancel()
+			c := UpstreamCheck{Name: u.cfg.Name}
+			req, err := http.NewRequestWithContext(ctx, http.MethodGet, u.base.String(), nil)
+			if err == nil {
+				var res *http.Response
+				if res, err = u.transport.RoundTrip(req); err == nil {
+					res.Body.Close()
+					c.Status = res.StatusCode
+				}
+			}
+			c.Err, c.Route = err, rec.Route
+			out[i] = c
+		})
+	}
+	wg.Wait()
+	return out
 }

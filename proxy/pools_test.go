@@ -292,3 +292,36 @@ func TestRunChecksRechecksAfterApply(t *testing.T) {
 	<-done
 	assert.True(t, strings.HasPrefix(s.h.fwd.Status().Pools[0].Members[0].URL, "socks5://"))
 }
+
+// TestManualControlIsSaved: pin, disable and direct change the running
+// forwarder and the config file, for the tray to use.
+func TestManualControlIsSaved(t *testing.T) {
+	a, b := testproxy.SOCKS5("", ""), testproxy.SOCKS5("", "")
+	defer a.Stop()
+	defer b.Stop()
+	path := writeConfig(t, fmt.Sprintf("[[pools]]\nname = \"work\"\nproxies = [%q, %q]\n", a.URL, b.URL))
+	svc, err := NewService(path, "", envCreds(nil), nil, nil)
+	require.NoError(t, err)
+
+	require.NoError(t, svc.SetPinned("work", b.URL))
+	require.NoError(t, svc.SetDisabled("work", a.URL, true))
+	require.NoError(t, svc.SetDirect(true))
+	st := svc.Forwarder.Status()
+	assert.True(t, st.Direct)
+	assert.Equal(t, b.URL, st.Pools[0].Pinned)
+	assert.Equal(t, "disabled", st.Pools[0].Members[0].State)
+
+	saved, err := LoadConfig(path)
+	require.NoError(t, err)
+	assert.True(t, saved.Direct)
+	assert.Equal(t, b.URL, saved.Pools[0].Pinned)
+	assert.Equal(t, []string{a.URL}, saved.Pools[0].Disabled)
+
+	require.NoError(t, svc.SetDisabled("work", a.URL, false))
+	require.NoError(t, svc.SetPinned("work", ""))
+	assert.Empty(t, svc.Forwarder.Status().Pools[0].Pinned)
+	assert.ErrorContains(t, svc.SetPinned("nope", ""), `no pool named "nope"`)
+	assert.ErrorContains(t, svc.SetPinned("work", "socks5://127.0.0.1:1"), "is not one of the pool's proxies")
+	saved, _ = LoadConfig(path)
+	assert.Empty(t, saved.Pools[0].Disabled, "a refused change saves nothing")
+}

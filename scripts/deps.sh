@@ -18,7 +18,8 @@ GO_WANT=$(sed -n 's/^go \([0-9.]*\)$/\1/p' go.mod)
 RUN_PKGS=(ca-certificates)
 # gnome-keyring and dbus give the keychain tests a real Secret Service; dbus-x11
 # is left out on purpose (it makes godbus start stray session buses).
-TEST_PKGS=(ca-certificates gcc libc6-dev gnome-keyring dbus-daemon dbus-bin)
+# tinyproxy and microsocks are real proxy daemons the pool tests route through.
+TEST_PKGS=(ca-certificates gcc libc6-dev gnome-keyring dbus-daemon dbus-bin tinyproxy microsocks)
 
 say() { echo "deps: $*" >&2; }
 

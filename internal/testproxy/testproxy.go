@@ -30,6 +30,9 @@ type Proxy struct {
 	// Delay is added before each connection to a target, to make the
 	// proxy slower than others.
 	Delay atomic.Int64 // time.Duration
+	// Resolve, if set, rewrites a target address before dialing, to give
+	// test names such as "upstream.test" an address.
+	Resolve func(addr string) string
 
 	kind       string
 	user, pass string
@@ -154,6 +157,9 @@ func (p *Proxy) dial(ctx context.Context, network, addr string) (net.Conn, error
 		case <-ctx.Done():
 			return nil, ctx.Err()
 		}
+	}
+	if p.Resolve != nil {
+		addr = p.Resolve(addr)
 	}
 	c, err := (&net.Dialer{}).DialContext(ctx, network, addr)
 	if err != nil {
