@@ -113,3 +113,30 @@ func (c *Credentials) ProxyPassword(userHost string) (string, error) {
 	}
 	return pw, err
 }
+
+// Credentials implements proxy.KeyLister: every key of the upstream the
+// keychain holds, in config order, then the key_env key.
+func (c *Credentials) Credentials(up *proxy.Upstream) ([]proxy.Credential, error) {
+	var out []proxy.Credential
+	var unreachable error
+	for _, label := range up.Keys {
+		v, err := c.Get(KeyName(up.Name, label))
+		if err == nil {
+			out = append(out, proxy.Credential{Label: label, Secret: v})
+		} else if errors.Is(err, ErrUnavailable) {
+			unreachable = err
+			break
+		}
+	}
+	if cred, err := c.Env.Credential(up); err == nil {
+		out = append(out, cred)
+	}
+	if len(out) > 0 {
+		return out, nil
+	}
+	_, err := c.Credential(up) // the same explanation a single key gets
+	if err == nil && unreachable != nil {
+		err = unreachable
+	}
+	return nil, err
+}

@@ -73,6 +73,18 @@ type Upstream struct {
 	// the signature; empty means X-Timestamp and X-Signature.
 	HMACTimestampHeader string `toml:"hmac_timestamp_header,omitempty"`
 	HMACSignatureHeader string `toml:"hmac_signature_header,omitempty"`
+	// KeyStrategy: "round-robin" (default) uses the keys in turn,
+	// "fill-first" the first usable one.
+	KeyStrategy string `toml:"key_strategy,omitempty"`
+	// Fallback names upstreams to try, in order, when this one answers
+	// 5xx on every key or cannot be reached.
+	Fallback []string `toml:"fallback,omitempty"`
+	// MaxAttempts bounds the attempts of one request over keys and
+	// fallback upstreams; 0 means DefaultMaxAttempts.
+	MaxAttempts int `toml:"max_attempts,omitempty"`
+	// RetryBackoffCap bounds the wait before a retry, Retry-After
+	// included; empty means DefaultRetryBackoffCap.
+	RetryBackoffCap string `toml:"retry_backoff_cap,omitempty"`
 }
 
 // Pool is a group of outbound proxies with health checks.
@@ -115,6 +127,7 @@ func (c *Config) Clone() *Config {
 	for i := range out.Upstreams {
 		out.Upstreams[i].Models = slices.Clone(out.Upstreams[i].Models)
 		out.Upstreams[i].Keys = slices.Clone(out.Upstreams[i].Keys)
+		out.Upstreams[i].Fallback = slices.Clone(out.Upstreams[i].Fallback)
 	}
 	out.Pools = slices.Clone(c.Pools)
 	for i := range out.Pools {
@@ -184,6 +197,7 @@ func (c *Config) applyDefaults() {
 		if u.Via == "" {
 			u.Via = ViaDirect
 		}
+		setDefault(&u.KeyStrategy, KeyRoundRobin)
 		if u.Auth == AuthHMAC {
 			setDefault(&u.HMACTimestampHeader, "X-Timestamp")
 			setDefault(&u.HMACSignatureHeader, "X-Signature")

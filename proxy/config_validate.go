@@ -152,6 +152,13 @@ func (c *Config) validate(dir string) error {
 			return err
 		}
 	}
+	for i, u := range c.Upstreams {
+		for j, fb := range u.Fallback {
+			if !names[fb] || fb == u.Name {
+				return fieldErr(fmt.Sprintf("upstreams[%d].fallback[%d]", i, j), "%q is not another upstream's name", fb)
+			}
+		}
+	}
 	return nil
 }
 
@@ -222,6 +229,15 @@ func (u *Upstream) validate(field string, names, pools map[string]bool, dir stri
 	}
 	if _, err := parseDuration(u.FirstByteTimeout, DefaultFirstByteTimeout); err != nil {
 		return fieldErr(field+".first_byte_timeout", "%v", err)
+	}
+	if _, err := parseDuration(u.RetryBackoffCap, DefaultRetryBackoffCap); err != nil {
+		return fieldErr(field+".retry_backoff_cap", "%v", err)
+	}
+	if u.KeyStrategy != KeyRoundRobin && u.KeyStrategy != KeyFillFirst {
+		return fieldErr(field+".key_strategy", "unknown key strategy %q; use round-robin or fill-first", u.KeyStrategy)
+	}
+	if u.MaxAttempts < 0 {
+		return fieldErr(field+".max_attempts", "must be 1 or more (default %d)", DefaultMaxAttempts)
 	}
 	return nil
 }

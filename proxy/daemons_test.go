@@ -113,6 +113,7 @@ func TestDebianProxyDaemons(t *testing.T) {
 	}
 	assert.Equal(t, "pool daemons via "+tiny.url, send())
 	tiny.stop()
+	time.Sleep(100 * time.Millisecond) // let kept-alive connections to it be noticed as closed (see poolSetup.stop)
 	assert.Equal(t, "pool daemons via "+socksMember, send(), "killed: the next member, with its password from the keychain")
 	assert.Equal(t, "pool daemons via "+socksMember, send())
 }

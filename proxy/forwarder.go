@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/http/httputil"
 	"net/url"
 	"strings"
 	"sync"
@@ -31,6 +32,8 @@ type Forwarder struct {
 	nextID atomic.Uint64
 
 	failures failureLimiter
+	rp       *httputil.ReverseProxy
+	keys     keyStates
 
 	mu           sync.Mutex                 // serialises Apply
 	transports   map[string]*http.Transport // by route and tlsKey
@@ -60,6 +63,7 @@ func NewForwarder(creds Credentials, reqlog *RequestLog, log *slog.Logger) *Forw
 	}
 	f := &Forwarder{creds: creds, log: log, reqlog: reqlog, transports: map[string]*http.Transport{}, poolsChanged: make(chan struct{}, 1)}
 	f.models = newModelCache(f)
+	f.rp = f.newReverseProxy()
 	if err := f.Apply(DefaultConfig(), ""); err != nil {
 		panic(err) // the default config has nothing that can fail
 	}
@@ -147,7 +151,6 @@ func (f *Forwarder) Apply(cfg *Config, dir string) error {
 			route = "direct (global switch)"
 		}
 		u.route = route
-		u.rp = f.newReverseProxy(u)
 		rt.upstreams = append(rt.upstreams, u)
 		rt.byName[uc.Name] = u
 	}
@@ -186,6 +189,17 @@ func (f *Forwarder) Close() {
 	}
 }
 
+// fallbacks are the upstreams named by up's fallback, in order.
+func (rt *runtime) fallbacks(up *Upstream) []*upstreamRT {
+	var out []*upstreamRT
+	for _, name := range up.Fallback {
+		if u := rt.byName[name]; u != nil {
+			out = append(out, u)
+		}
+	}
+	return out
+}
+
 // route returns the first upstream whose patterns match model.
 func (rt *runtime) route(model string) *upstreamRT {
 	for _, u := range rt.upstreams {
@@ -200,10 +214,12 @@ type ctxKey struct{}
 
 // forwardState is what the reverse proxy needs to know about one request.
 type forwardState struct {
-	target *url.URL
-	cred   Credential
-	body   []byte
-	rec    *Record
+	rt    *runtime
+	up    *upstreamRT // routed to; fallbacks may follow
+	rest  string      // the escaped path after /v1/ or /u/<name>/
+	query string
+	body  []byte
+	rec   *Record
 }
 
 func stateFrom(ctx context.Context) *forwardState {
@@ -361,15 +377,7 @@ func (f *Forwarder) forward(rt *runtime, w *recorder, r *http.Request, name stri
 	}
 	rec.Upstream, rec.Route = up.cfg.Name, up.route
 
-	st := &forwardState{target: up.target(rest, r.URL.RawQuery), body: body, rec: rec}
-	if up.cfg.Auth != AuthNone {
-		cred, err := f.creds.Credential(up.cfg)
-		if err != nil {
-			fail(newAPIError(http.StatusUnauthorized, "no_upstream_key", err.Error()))
-			return
-		}
-		st.cred, rec.Credential = cred, cred.Label
-	}
+	st := &forwardState{rt: rt, up: up, rest: rest, query: r.URL.RawQuery, body: body, rec: rec}
 
 	r.Header.Del("Transfer-Encoding")
 	r.ContentLength = int64(len(body))
@@ -379,7 +387,7 @@ func (f *Forwarder) forward(rt *runtime, w *recorder, r *http.Request, name stri
 		r.Body = io.NopCloser(bytes.NewReader(body))
 		r.GetBody = func() (io.ReadCloser, error) { return io.NopCloser(bytes.NewReader(body)), nil }
 	}
-	up.rp.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), ctxKey{}, st)))
+	f.rp.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), ctxKey{}, st)))
 }
 
 func bodyError(ctx context.Context, err error) *apiError {

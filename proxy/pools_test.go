@@ -65,6 +65,16 @@ func (s *poolSetup) send(t *testing.T, n int) []string {
 	return routes
 }
 
+// stop stops proxy i and lets the forwarder's connection pool notice that
+// the proxy closed its kept-alive connections (it does within microseconds
+// of the close, on another goroutine). A request that raced with it would
+// be written on a dead connection, and such a request is never sent again:
+// the upstream may have received it.
+func (s *poolSetup) stop(i int) {
+	s.proxies[i].Stop()
+	time.Sleep(100 * time.Millisecond)
+}
+
 func (s *poolSetup) via(i int) string { return "pool work via " + s.proxies[i].URL }
 
 func (s *poolSetup) status() map[string]string {
@@ -84,7 +94,7 @@ func TestPoolFailoverLosesNoRequest(t *testing.T) {
 	}
 	assert.Positive(t, s.proxies[0].Carried())
 
-	s.proxies[0].Stop()
+	s.stop(0)
 	for _, r := range s.send(t, 20) { // zero failed requests
 		assert.Equal(t, s.via(1), r, "the next member in order")
 	}
@@ -140,7 +150,7 @@ func TestPoolStrategies(t *testing.T) {
 		}
 		apply(func(c *Config) { c.Pools[0].Pinned = s.proxies[2].URL })
 		assert.Equal(t, []string{s.via(2), s.via(2)}, s.send(t, 2))
-		s.proxies[2].Stop()
+		s.stop(2)
 		assert.Equal(t, []string{s.via(0)}, s.send(t, 1), "the pinned member is down: the strategy chooses")
 		assert.True(t, s.h.fwd.Status().Pools[0].PinnedDown)
 
@@ -260,7 +270,7 @@ func TestStatusChangesAreNotified(t *testing.T) {
 	s := newPoolSetup(t, "fallback", []*testproxy.Proxy{testproxy.SOCKS5("", ""), testproxy.SOCKS5("", "")}, nil)
 	changes, stop := s.h.fwd.Subscribe()
 	defer stop()
-	s.proxies[0].Stop()
+	s.stop(0)
 	s.send(t, 1)
 	select {
 	case <-changes:

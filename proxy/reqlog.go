@@ -23,6 +23,7 @@ type Record struct {
 	Upstream   string        `json:"upstream,omitempty"`
 	Credential string        `json:"credential,omitempty"`
 	Route      string        `json:"route,omitempty"`
+	Attempts   int           `json:"attempts,omitempty"` // tries over keys and upstreams
 	Status     int           `json:"status"`
 	TTFB       time.Duration `json:"ttfb"`
 	Duration   time.Duration `json:"duration"`
@@ -133,6 +134,9 @@ func (r Record) LogAttrs() []slog.Attr {
 		slog.Int64("in", r.BytesIn),
 		slog.Int64("out", r.BytesOut),
 		slog.Bool("stream", r.Stream),
+	}
+	if r.Attempts > 1 {
+		attrs = append(attrs, slog.Int("attempts", r.Attempts))
 	}
 	if r.Token != "" {
 		attrs = append(attrs, slog.String("token", r.Token))

@@ -5,6 +5,7 @@ import (
 	"crypto/sha256"
 	"crypto/tls"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"log/slog"
 	"net"
@@ -30,7 +31,6 @@ type upstreamRT struct {
 	base      *url.URL
 	route     string // what the request log shows: direct, system, proxy URL
 	transport http.RoundTripper
-	rp        *httputil.ReverseProxy
 }
 
 func (u *upstreamRT) matches(model string) bool {
@@ -194,22 +194,23 @@ func applyAuth(out *http.Request, u *Upstream, cred Credential, body []byte) {
 	}
 }
 
-// newReverseProxy is the upstream's httputil.ReverseProxy. The per-request
-// state (target, credential, record) travels in the request context.
-func (f *Forwarder) newReverseProxy(u *upstreamRT) *httputil.ReverseProxy {
+// newReverseProxy is the forwarder's httputil.ReverseProxy. The request's
+// state (upstream, body, record) travels in its context; the attempts
+// transport chooses keys and upstreams.
+func (f *Forwarder) newReverseProxy() *httputil.ReverseProxy {
 	return &httputil.ReverseProxy{
-		Transport: u.transport,
+		Transport: attempts{f},
 		Rewrite: func(pr *httputil.ProxyRequest) {
 			st := stateFrom(pr.In.Context())
-			pr.Out.URL = st.target
+			pr.Out.URL = st.up.target(st.rest, st.query)
 			pr.Out.Host = ""
 			for _, h := range strippedRequestHeaders {
 				pr.Out.Header.Del(h)
 			}
-			applyAuth(pr.Out, u.cfg, st.cred, st.body)
 		},
 		ModifyResponse: func(res *http.Response) error {
-			if res.StatusCode == http.StatusProxyAuthRequired && u.cfg.Via != ViaDirect {
+			st := stateFrom(res.Request.Context())
+			if res.StatusCode == http.StatusProxyAuthRequired && st.rec.Route != ViaDirect {
 				return errProxyAuth // a plain-http upstream through a proxy that refused us
 			}
 			// The listener answers CORS itself; an upstream's own
@@ -223,7 +224,10 @@ func (f *Forwarder) newReverseProxy(u *upstreamRT) *httputil.ReverseProxy {
 		},
 		ErrorHandler: func(w http.ResponseWriter, r *http.Request, err error) {
 			st := stateFrom(r.Context())
-			e := upstreamError(r.Context(), u.cfg.Name, err)
+			var e *apiError
+			if !errors.As(err, &e) {
+				e = upstreamError(r.Context(), st.rec.Upstream, err)
+			}
 			st.rec.Error = e.Message
 			if e.Status == StatusClientClosed {
 				st.rec.Status = StatusClientClosed
@@ -232,7 +236,7 @@ func (f *Forwarder) newReverseProxy(u *upstreamRT) *httputil.ReverseProxy {
 			writeAPIError(w, e)
 		},
 		BufferPool: copyBuffers,
-		ErrorLog:   slog.NewLogLogger(f.log.With("upstream", u.cfg.Name).Handler(), slog.LevelDebug),
+		ErrorLog:   slog.NewLogLogger(f.log.Handler(), slog.LevelDebug),
 	}
 }
 

@@ -1,0 +1,198 @@
+package proxy
+
+import (
+	"context"
+	"errors"
+	"net/http"
+	"time"
+)
+
+// Retry defaults.
+const (
+	DefaultMaxAttempts     = 3
+	DefaultRetryBackoffCap = 10 * time.Second
+	firstBackoff           = 250 * time.Millisecond
+)
+
+// attempts is the transport of every upstream's reverse proxy. It tries the
+// request on the upstream's usable keys in turn and then on its fallback
+// upstreams, at most max_attempts times, while nothing has gone to the
+// client yet: a 429 or 529 cools the key and moves to the next, a 401 or
+// 403 rejects it and moves on, a 500, 502, 503 or 504 moves on after a
+// backoff, and an upstream that cannot be reached gives way to the next
+// fallback. Any other answer, 2xx or a client error such as 400, is
+// returned as it is. When every attempt failed, the last upstream answer
+// is returned, faithfully; without one, the last error.
+type attempts struct{ f *Forwarder }
+
+func (a attempts) RoundTrip(out *http.Request) (*http.Response, error) {
+	ctx := out.Context()
+	st := stateFrom(ctx)
+	primary := st.up.cfg
+	maxAttempts := primary.MaxAttempts
+	if maxAttempts <= 0 {
+		maxAttempts = DefaultMaxAttempts
+	}
+	backoffCap, _ := parseDuration(primary.RetryBackoffCap, DefaultRetryBackoffCap)
+
+	// The candidates: the upstream's usable keys in strategy order, then
+	// each fallback's. They are tried in turn, and again from the start
+	// while attempts remain (a 5xx may pass); a key that cooled or was
+	// rejected meanwhile, or an upstream that could not be reached, is
+	// skipped.
+	type candidate struct {
+		u   *upstreamRT
+		key Credential
+	}
+	var cands []candidate
+	var lastErr error
+	for _, u := range append([]*upstreamRT{st.up}, st.rt.fallbacks(primary)...) {
+		keys, err := a.f.keysFor(u.cfg)
+		if err != nil {
+			lastErr = err
+			continue
+		}
+		for _, k := range keys {
+			cands = append(cands, candidate{u, k})
+		}
+	}
+	var last *http.Response
+	unreachable := map[*upstreamRT]bool{}
+	pos := 0
+	next := func() (candidate, bool) {
+		for range len(cands) {
+			c := cands[pos%len(cands)]
+			pos++
+			if unreachable[c.u] || pos > len(cands) && !a.f.keys.ok(c.u.cfg, c.key) {
+				continue
+			}
+			return c, true
+		}
+		return candidate{}, false
+	}
+	for n := 0; n < maxAttempts; {
+		c, ok := next()
+		if !ok {
+			break
+		}
+		if last != nil {
+			wait := backoff(last, n, backoffCap)
+			last.Body.Close()
+			last = nil
+			if err := sleep(ctx, wait); err != nil {
+				return nil, err
+			}
+		}
+		n++
+		st.rec.Attempts = n
+		req, err := attempt(out, st, c.u, c.key)
+		if err != nil {
+			return nil, err
+		}
+		a.f.keys.trying(c.u.cfg, c.key, time.Now())
+		res, err := c.u.transport.RoundTrip(req)
+		a.f.keys.observe(c.u.cfg, c.key, res, time.Now())
+		if err != nil {
+			if ctx.Err() != nil {
+				return nil, err
+			}
+			lastErr, unreachable[c.u] = err, true // another key will not reach it either
+			continue
+		}
+		if !retryable(res.StatusCode, c.u.cfg.Auth) {
+			return res, nil
+		}
+		last, lastErr = res, nil
+	}
+	return finish(last, lastErr)
+}
+
+func finish(last *http.Response, lastErr error) (*http.Response, error) {
+	if last != nil {
+		return last, nil
+	}
+	if lastErr == nil {
+		lastErr = errors.New("no attempt was made")
+	}
+	return nil, lastErr
+}
+
+// attempt is the outbound request for one upstream and key: its URL, a
+// fresh copy of the body, and the key.
+func attempt(out *http.Request, st *forwardState, u *upstreamRT, key Credential) (*http.Request, error) {
+	req, err := rewound(out)
+	if err != nil {
+		return nil, err
+	}
+	if req == out {
+		req = out.Clone(out.Context())
+	}
+	req.URL = u.target(st.rest, st.query)
+	req.Host = ""
+	applyAuth(req, u.cfg, key, st.body)
+	st.rec.Upstream, st.rec.Credential, st.rec.Route = u.cfg.Name, key.Label, u.route
+	return req, nil
+}
+
+// retryable says whether another key or upstream may do better.
+func retryable(status int, auth string) bool {
+	switch status {
+	case http.StatusTooManyRequests, 529,
+		http.StatusInternalServerError, http.StatusBadGateway, http.StatusServiceUnavailable, http.StatusGatewayTimeout:
+		return true
+	case http.StatusUnauthorized, http.StatusForbidden:
+		return auth != AuthNone
+	}
+	return false
+}
+
+// backoff is the wait before attempt n+1 after res: none after a key's 429,
+// 401 or 403 (the next key is another key), else Retry-After or an
+// exponential step from 250 ms, capped.
+func backoff(res *http.Response, n int, limit time.Duration) time.Duration {
+	switch res.StatusCode {
+	case http.StatusTooManyRequests, 529, http.StatusUnauthorized, http.StatusForbidden:
+		return 0
+	}
+	d := retryAfter(res, firstBackoff<<min(n-1, 10), time.Now())
+	return min(d, limit)
+}
+
+func sleep(ctx context.Context, d time.Duration) error {
+	if d <= 0 {
+		return nil
+	}
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// keysFor lists the keys of an upstream that may be tried now; an upstream
+// without auth has one empty key.
+func (f *Forwarder) keysFor(up *Upstream) ([]Credential, error) {
+	if up.Auth == AuthNone {
+		return []Credential{{}}, nil
+	}
+	var creds []Credential
+	var err error
+	if l, ok := f.creds.(KeyLister); ok {
+		creds, err = l.Credentials(up)
+	} else {
+		var c Credential
+		c, err = f.creds.Credential(up)
+		creds = []Credential{c}
+	}
+	if err != nil {
+		return nil, newAPIError(http.StatusUnauthorized, "no_upstream_key", err.Error())
+	}
+	usable, err := f.keys.usable(up, creds, time.Now())
+	if err != nil {
+		return nil, newAPIError(http.StatusTooManyRequests, "no_usable_key", err.Error()+"; wait, add another key with `gatehouse key add "+up.Name+"`, or replace a rejected one")
+	}
+	return usable, nil
+}

@@ -1,0 +1,305 @@
+package proxy
+
+import (
+	"fmt"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+)
+
+// keyCreds holds several keys per upstream, as the keystore does.
+type keyCreds map[string][]Credential
+
+func (k keyCreds) Credential(up *Upstream) (Credential, error) {
+	if c := k[up.Name]; len(c) > 0 {
+		return c[0], nil
+	}
+	return Credential{}, fmt.Errorf("%w for upstream %q", ErrNoCredential, up.Name)
+}
+
+func (k keyCreds) Credentials(up *Upstream) ([]Credential, error) {
+	if c := k[up.Name]; len(c) > 0 {
+		return c, nil
+	}
+	return nil, fmt.Errorf("%w for upstream %q", ErrNoCredential, up.Name)
+}
+
+// scripted is an upstream that answers each key from a script: the next
+// answer in its list, or 200 when the list is used up. It logs
+// "key:status" for every request.
+type scripted struct {
+	mu     sync.Mutex
+	script map[string][]answer
+	log    []string
+}
+
+type answer struct {
+	status     int
+	retryAfter string
+}
+
+func (s *scripted) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	key := strings.TrimPrefix(r.Header.Get("Authorization"), "Bearer ")
+	s.mu.Lock()
+	a := answer{status: 200}
+	if list := s.script[key]; len(list) > 0 {
+		a, s.script[key] = list[0], list[1:]
+	}
+	s.log = append(s.log, fmt.Sprintf("%s:%d", key, a.status))
+	s.mu.Unlock()
+	if a.retryAfter != "" {
+		w.Header().Set("Retry-After", a.retryAfter)
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(a.status)
+	fmt.Fprintf(w, `{"status":%d,"key":%q}`, a.status, key)
+}
+
+func (s *scripted) calls() []string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return append([]string(nil), s.log...)
+}
+
+func keys(labels ...string) []Credential {
+	out := make([]Credential, len(labels))
+	for i, l := range labels {
+		out[i] = Credential{Label: l, Secret: l}
+	}
+	return out
+}
+
+type retryCase struct {
+	name     string
+	script   map[string][]answer
+	fallback map[string][]answer // a second upstream, if set
+	strategy string
+	status   int      // what the client gets
+	calls    []string // what the upstreams saw, in order
+	states   map[string]string
+	then     string // what a second request's answer says, if set
+}
+
+func TestRetriesAndKeyStates(t *testing.T) {
+	tests := []retryCase{
+		{name: "429 with Retry-After cools the key, the next key answers",
+			script: map[string][]answer{"a": {{429, "120"}}},
+			status: 200, calls: []string{"a:429", "b:200"}, states: map[string]string{"a": KeyCooling, "b": KeyOK}},
+		{name: "429 without Retry-After cools too",
+			script: map[string][]answer{"a": {{429, ""}}},
+			status: 200, calls: []string{"a:429", "b:200"}, states: map[string]string{"a": KeyCooling}},
+		{name: "529 overloaded cools",
+			script: map[string][]answer{"a": {{529, ""}}},
+			status: 200, calls: []string{"a:529", "b:200"}, states: map[string]string{"a": KeyCooling}},
+		{name: "401 rejects the key, the next one answers",
+			script: map[string][]answer{"a": {{401, ""}}},
+			status: 200, calls: []string{"a:401", "b:200"}, states: map[string]string{"a": KeyRejected, "b": KeyOK}},
+		{name: "503 then 200 on the next key, and the first stays usable",
+			script: map[string][]answer{"a": {{503, ""}}},
+			status: 200, calls: []string{"a:503", "b:200"}, states: map[string]string{"a": KeyOK, "b": KeyOK}},
+		{name: "400 is never retried",
+			script: map[string][]answer{"a": {{400, ""}}},
+			status: 400, calls: []string{"a:400"}},
+		{name: "404, 413 and 422 are the client's",
+			script: map[string][]answer{"a": {{422, ""}}},
+			status: 422, calls: []string{"a:422"}},
+		{name: "500 on every key, then the fallback upstream",
+			script:   map[string][]answer{"a": {{500, ""}}, "b": {{500, ""}}},
+			fallback: map[string][]answer{},
+			status:   200, calls: []string{"a:500", "b:500", "fb:200"}},
+		{name: "at most three attempts; the last answer goes back faithfully",
+			script: map[string][]answer{"a": {{502, ""}, {502, ""}}, "b": {{502, ""}}},
+			status: 502, calls: []string{"a:502", "b:502", "a:502"}},
+		{name: "every key cooling: 429 from the forwarder, the upstream is spared",
+			script: map[string][]answer{"a": {{429, "300"}}, "b": {{429, "300"}}},
+			status: 429, calls: []string{"a:429", "b:429"}, states: map[string]string{"a": KeyCooling, "b": KeyCooling},
+			then: "no_usable_key"},
+		{name: "fill-first keeps to the first usable key",
+			script: map[string][]answer{}, strategy: KeyFillFirst,
+			status: 200, calls: []string{"a:200"}},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			main := &scripted{script: tc.script}
+			sm := httptest.NewServer(main)
+			defer sm.Close()
+			up := Upstream{Name: "main", BaseURL: sm.URL + "/v1", Models: []string{"m"}, KeyStrategy: tc.strategy}
+			cfg := &Config{}
+			creds := keyCreds{"main": keys("a", "b")}
+			var fb *scripted
+			if tc.fallback != nil {
+				fb = &scripted{script: tc.fallback}
+				sf := httptest.NewServer(fb)
+				defer sf.Close()
+				up.Fallback = []string{"backup"}
+				cfg.Upstreams = append(cfg.Upstreams, Upstream{Name: "backup", BaseURL: sf.URL + "/v1"})
+				creds["backup"] = keys("fb")
+			}
+			cfg.Upstreams = append([]Upstream{up}, cfg.Upstreams...)
+			cfg.Upstreams[0].RetryBackoffCap = "1ms" // keep the test fast; backoff itself is tested below
+			cfg.applyDefaults()
+			h := &harness{reqlog: NewRequestLog(0), logs: &syncBuffer{}}
+			h.fwd = NewForwarder(creds, h.reqlog, nil)
+			require.NoError(t, h.fwd.Apply(cfg, ""))
+			h.srv = httptest.NewServer(h.fwd)
+			defer h.srv.Close()
+
+			res, out := h.do(t, http.MethodPost, "/v1/chat/completions", `{"model":"m"}`, nil)
+			assert.Equal(t, tc.status, res.StatusCode, out)
+			if tc.then != "" {
+				res, out = h.do(t, http.MethodPost, "/v1/chat/completions", `{"model":"m"}`, nil)
+				assert.Equal(t, tc.status, res.StatusCode)
+				assert.Contains(t, out, tc.then)
+				assert.Contains(t, out, "cooling until", "the upstream is spared; the answer says why")
+			}
+			calls := main.calls()
+			if fb != nil {
+				calls = append(calls, fb.calls()...)
+			}
+			assert.Equal(t, tc.calls, calls)
+			states := map[string]string{}
+			for _, k := range h.fwd.keys.status([]*Upstream{{Name: "main", Keys: []string{"a", "b"}}}, time.Now()) {
+				states[k.Label] = k.State
+			}
+			for label, want := range tc.states {
+				assert.Equal(t, want, states[label], "key %s", label)
+			}
+		})
+	}
+}
+
+func TestCoolingFollowsRetryAfter(t *testing.T) {
+	var ks keyStates
+	up := &Upstream{Name: "u", Auth: AuthBearer}
+	now := time.Now()
+	res := &http.Response{StatusCode: 429, Status: "429 Too Many Requests", Header: http.Header{"Retry-After": {"30"}}}
+	ks.observe(up, Credential{Label: "a", Secret: "a"}, res, now)
+	st := ks.status([]*Upstream{{Name: "u", Keys: []string{"a"}}}, now)[0]
+	assert.Equal(t, KeyCooling, st.State)
+	assert.Equal(t, now.Add(30*time.Second), st.Until)
+
+	_, err := ks.usable(up, keys("a"), now.Add(29*time.Second))
+	assert.ErrorContains(t, err, "a cooling until")
+	got, err := ks.usable(up, keys("a"), now.Add(31*time.Second))
+	require.NoError(t, err, "half-open: one request may try it")
+	assert.Len(t, got, 1)
+	ks.trying(up, got[0], now.Add(31*time.Second))
+	_, err = ks.usable(up, keys("a"), now.Add(32*time.Second))
+	assert.Error(t, err, "only one probe at a time")
+	ks.observe(up, Credential{Label: "a", Secret: "a"}, &http.Response{StatusCode: 200}, now.Add(33*time.Second))
+	assert.Equal(t, KeyOK, ks.status([]*Upstream{{Name: "u", Keys: []string{"a"}}}, now)[0].State)
+
+	date := now.Add(90 * time.Second).UTC().Format(http.TimeFormat)
+	assert.InDelta(t, 90, retryAfter(&http.Response{Header: http.Header{"Retry-After": {date}}}, 0, now).Seconds(), 1)
+	assert.Equal(t, DefaultCooling, retryAfter(&http.Response{Header: http.Header{}}, DefaultCooling, now))
+}
+
+func TestRejectedKeyComesBackWhenReplaced(t *testing.T) {
+	var ks keyStates
+	up := &Upstream{Name: "u", Auth: AuthBearer}
+	now := time.Now()
+	ks.observe(up, Credential{Label: "a", Secret: "old"}, &http.Response{StatusCode: 401, Status: "401 Unauthorized"}, now)
+	_, err := ks.usable(up, []Credential{{Label: "a", Secret: "old"}}, now.Add(time.Hour))
+	assert.ErrorContains(t, err, "a rejected (401 Unauthorized)")
+	got, err := ks.usable(up, []Credential{{Label: "a", Secret: "new"}}, now)
+	require.NoError(t, err, "a replaced key is tried again")
+	assert.Len(t, got, 1)
+	ks.observe(up, Credential{Label: "a", Secret: "new"}, &http.Response{StatusCode: 403, Status: "403 Forbidden"}, now)
+	ks.enable("u", "a")
+	_, err = ks.usable(up, []Credential{{Label: "a", Secret: "new"}}, now)
+	assert.NoError(t, err, "enabled again by the user")
+}
+
+func TestBackoff(t *testing.T) {
+	res := func(status int, ra string) *http.Response {
+		return &http.Response{StatusCode: status, Header: http.Header{"Retry-After": {ra}}}
+	}
+	assert.Equal(t, time.Duration(0), backoff(res(429, "5"), 1, 10*time.Second), "the next key does not wait")
+	assert.Equal(t, 250*time.Millisecond, backoff(res(503, ""), 1, 10*time.Second))
+	assert.Equal(t, 500*time.Millisecond, backoff(res(503, ""), 2, 10*time.Second))
+	assert.Equal(t, 7*time.Second, backoff(res(503, "7"), 1, 10*time.Second), "Retry-After is honoured")
+	assert.Equal(t, 10*time.Second, backoff(res(503, "3600"), 1, 10*time.Second), "and capped")
+}
+
+// TestConcurrentRequestsWithACoolingKey: 200 requests over 3 keys while one
+// key answers 429: none fails, and the key comes back after its cooling.
+func TestConcurrentRequestsWithACoolingKey(t *testing.T) {
+	var mu sync.Mutex
+	hits := map[string]int{}
+	limitB := true
+	up := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		key := strings.TrimPrefix(r.Header.Get("Authorization"), "Bearer ")
+		mu.Lock()
+		hits[key]++
+		limited := key == "b" && limitB
+		mu.Unlock()
+		if limited {
+			w.Header().Set("Retry-After", "1")
+			w.WriteHeader(http.StatusTooManyRequests)
+			return
+		}
+		w.Write([]byte(`{"ok":true}`))
+	}))
+	defer up.Close()
+	cfg := &Config{Upstreams: []Upstream{{Name: "main", BaseURL: up.URL + "/v1", Models: []string{"m"}, Keys: []string{"a", "b", "c"}}}}
+	cfg.applyDefaults()
+	f := NewForwarder(keyCreds{"main": keys("a", "b", "c")}, nil, nil)
+	require.NoError(t, f.Apply(cfg, ""))
+	srv := httptest.NewServer(f)
+	defer srv.Close()
+
+	var wg sync.WaitGroup
+	failures := make(chan string, 200)
+	sem := make(chan struct{}, 16)
+	for range 200 {
+		wg.Go(func() {
+			sem <- struct{}{}
+			defer func() { <-sem }()
+			res, err := http.Post(srv.URL+"/v1/chat/completions", "application/json", strings.NewReader(`{"model":"m"}`))
+			if err != nil {
+				failures <- err.Error()
+				return
+			}
+			res.Body.Close()
+			if res.StatusCode != http.StatusOK {
+				failures <- res.Status
+			}
+		})
+	}
+	wg.Wait()
+	close(failures)
+	var failed []string
+	for f := range failures {
+		failed = append(failed, f)
+	}
+	assert.Empty(t, failed, "no request failed that had a usable key")
+	assert.Equal(t, KeyCooling, keyState_(f, "b"))
+	mu.Lock()
+	assert.Less(t, hits["b"], 20, "a cooling key is left alone")
+	limitB = false
+	mu.Unlock()
+
+	time.Sleep(1100 * time.Millisecond) // the Retry-After of 1 s runs out
+	for range 6 {
+		res, err := http.Post(srv.URL+"/v1/chat/completions", "application/json", strings.NewReader(`{"model":"m"}`))
+		require.NoError(t, err)
+		res.Body.Close()
+		require.Equal(t, http.StatusOK, res.StatusCode)
+	}
+	assert.Equal(t, KeyOK, keyState_(f, "b"), "the key came back")
+}
+
+func keyState_(f *Forwarder, label string) string {
+	for _, k := range f.KeyStatus() {
+		if k.Label == label {
+			return k.State
+		}
+	}
+	return ""
+}
