@@ -1,13 +1,16 @@
 package main
 
 import (
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
+	"net/http"
 	"os"
 	"slices"
 	"strings"
 	"text/tabwriter"
+	"time"
 
 	"golang.org/x/term"
 
@@ -92,9 +95,25 @@ func (c *cli) keyList(args []string) error {
 		return err
 	}
 	secrets := keystore.Secrets{Store: c.store}
+	states, running := keyStates(cfg)
+	state := func(upstream, label string) string {
+		if !running {
+			return "-"
+		}
+		st, ok := states[upstream+"\x00"+label]
+		switch {
+		case !ok:
+			return "-"
+		case st.State == proxy.KeyCooling && !st.Until.IsZero():
+			return "cooling until " + st.Until.Local().Format(time.TimeOnly) + " (" + st.Reason + ")"
+		case st.State == proxy.KeyRejected:
+			return "rejected (" + st.Reason + ")"
+		}
+		return st.State
+	}
 	var unreachable error
 	w := tabwriter.NewWriter(c.stdout, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(w, "UPSTREAM\tLABEL\tSOURCE\tKEY")
+	fmt.Fprintln(w, "UPSTREAM\tLABEL\tSOURCE\tKEY\tSTATE")
 	for _, up := range cfg.Upstreams {
 		for _, label := range up.Keys {
 			shown := "missing: add it with gatehouse key add " + up.Name + " --label " + label
@@ -106,20 +125,43 @@ func (c *cli) keyList(args []string) error {
 			case !errors.Is(err, keystore.ErrNotFound):
 				shown = err.Error()
 			}
-			fmt.Fprintf(w, "%s\t%s\tkeychain\t%s\n", up.Name, label, shown)
+			fmt.Fprintf(w, "%s\t%s\tkeychain\t%s\t%s\n", up.Name, label, shown, state(up.Name, label))
 		}
 		if up.KeyEnv != "" {
 			shown := "not set"
 			if v := os.Getenv(up.KeyEnv); v != "" {
 				shown = keystore.Mask(v)
 			}
-			fmt.Fprintf(w, "%s\t%s\tenv\t%s\n", up.Name, "env:"+up.KeyEnv, shown)
+			fmt.Fprintf(w, "%s\t%s\tenv\t%s\t%s\n", up.Name, "env:"+up.KeyEnv, shown, state(up.Name, "env:"+up.KeyEnv))
 		}
 	}
 	if err := w.Flush(); err != nil {
 		return err
 	}
+	if !running {
+		fmt.Fprintln(c.stdout, "(The forwarder is not running at "+cfg.Listen+": key states are shown while it runs.)")
+	}
 	return unreachable
+}
+
+// keyStates asks the running forwarder for its keys' states: a 429 makes
+// a key cool, a 401 rejects it. Without a running forwarder there are none.
+func keyStates(cfg *proxy.Config) (map[string]proxy.KeyStatus, bool) {
+	client := &http.Client{Timeout: 2 * time.Second}
+	res, err := client.Get("http://" + cfg.Listen + proxy.StatusPath)
+	if err != nil {
+		return nil, false
+	}
+	defer res.Body.Close()
+	var st proxy.FullStatus
+	if res.StatusCode != http.StatusOK || json.NewDecoder(res.Body).Decode(&st) != nil {
+		return nil, false
+	}
+	out := map[string]proxy.KeyStatus{}
+	for _, k := range st.Keys {
+		out[k.Upstream+"\x00"+k.Label] = k
+	}
+	return out, true
 }
 
 func (c *cli) keyRm(args []string) error {

@@ -1,7 +1,11 @@
 package main
 
 import (
+	"context"
 	"fmt"
+	"io"
+	"log/slog"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -10,6 +14,7 @@ import (
 	"regexp"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/gatehouse-app/gatehouse/internal/mockllm"
 	"github.com/gatehouse-app/gatehouse/keystore"
@@ -210,4 +215,58 @@ func TestProxyPasswordCommands(t *testing.T) {
 	code, _, errOut = gh(t, "", "proxy-password", "rm", "socks5://me@127.0.0.1:1080")
 	assert.Equal(t, 1, code)
 	assert.Contains(t, errOut, "no password for me@127.0.0.1:1080")
+}
+
+// TestKeyListShowsKeyStates: a running forwarder that got a 429 for one key
+// and a 401 for another; `gatehouse key list` shows both states.
+func TestKeyListShowsKeyStates(t *testing.T) {
+	mem := useMemoryStore(t)
+	up := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		switch r.Header.Get("Authorization") {
+		case "Bearer sk-state-cool-0000000000":
+			w.Header().Set("Retry-After", "300")
+			w.WriteHeader(http.StatusTooManyRequests)
+		case "Bearer sk-state-reject-00000000":
+			w.WriteHeader(http.StatusUnauthorized)
+		default:
+			w.Write([]byte(`{}`))
+		}
+	}))
+	defer up.Close()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	listen := ln.Addr().String()
+	ln.Close()
+	cfg := filepath.Join(t.TempDir(), "config.toml")
+	writeFile(t, cfg, fmt.Sprintf("listen = %q\n[[upstreams]]\nname = \"openai\"\nbase_url = %q\nmodels = [\"gpt-*\"]\nkeys = [\"cool\", \"reject\", \"good\"]\nkey_strategy = \"fill-first\"\n", listen, up.URL+"/v1"))
+	s := keystore.Secrets{Store: mem}
+	require.NoError(t, s.Set(keystore.KeyName("openai", "cool"), "sk-state-cool-0000000000"))
+	require.NoError(t, s.Set(keystore.KeyName("openai", "reject"), "sk-state-reject-00000000"))
+	require.NoError(t, s.Set(keystore.KeyName("openai", "good"), "sk-state-good-0000000000"))
+
+	code, out, _ := gh(t, "", "key", "list", "--config", cfg)
+	require.Equal(t, 0, code)
+	assert.Contains(t, out, "The forwarder is not running")
+
+	ctx, cancel := context.WithCancel(context.Background())
+	c := &cli{ctx: ctx, log: slog.New(slog.DiscardHandler), stdin: strings.NewReader(""), stdout: io.Discard, stderr: io.Discard, store: mem}
+	served := make(chan error, 1)
+	go func() { served <- c.serve([]string{"--config", cfg}) }()
+	defer func() { cancel(); <-served }()
+	var res *http.Response
+	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(20 * time.Millisecond) {
+		res, err = http.Post("http://"+listen+"/v1/chat/completions", "application/json", strings.NewReader(`{"model":"gpt-4o"}`))
+		if err == nil || time.Now().After(deadline) {
+			break
+		}
+	}
+	require.NoError(t, err)
+	res.Body.Close()
+	require.Equal(t, http.StatusOK, res.StatusCode, "cool (429) and reject (401) gave way to good")
+
+	code, out, errOut := gh(t, "", "key", "list", "--config", cfg)
+	require.Equal(t, 0, code, errOut)
+	assert.Regexp(t, regexp.MustCompile(`openai\s+cool\s+keychain\s+sk-st…00\s+cooling until \d\d:\d\d:\d\d \(429 Too Many Requests\)`), out)
+	assert.Regexp(t, regexp.MustCompile(`openai\s+reject\s+keychain\s+sk-st…00\s+rejected \(401 Unauthorized\)`), out)
+	assert.Regexp(t, regexp.MustCompile(`openai\s+good\s+keychain\s+sk-st…00\s+ok`), out)
 }

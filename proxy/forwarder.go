@@ -3,6 +3,7 @@ package proxy
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -254,12 +255,18 @@ func (f *Forwarder) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		rec.Status = http.StatusNoContent
 		return
 	}
+	if r.URL.Path == StatusPath && r.Method == http.MethodGet && isLoopbackHost(clientIP(r)) {
+		f.serveStatus(rw)
+		return
+	}
 	if e := f.checkToken(rt, r, rec); e != nil {
 		rec.Error = e.Message
 		writeAPIError(rw, e)
 		return
 	}
 	switch p := r.URL.Path; {
+	case p == StatusPath && r.Method == http.MethodGet:
+		f.serveStatus(rw)
 	case p == "/v1/models" && r.Method == http.MethodGet:
 		f.serveModels(rt, rw, r)
 	case strings.HasPrefix(p, "/v1/"):
@@ -419,6 +426,23 @@ func upstreamNames(ups []*upstreamRT) string {
 		return "none"
 	}
 	return strings.Join(names, ", ")
+}
+
+// StatusPath answers the forwarder's status as JSON: the direct switch,
+// each pool and each key's state; no secret is in it. Loopback clients
+// need no token for it, so that `gatehouse key list` can show key states.
+const StatusPath = "/gatehouse/status"
+
+// FullStatus is what StatusPath answers.
+type FullStatus struct {
+	Status
+	Keys []KeyStatus `json:"keys"`
+}
+
+func (f *Forwarder) serveStatus(w http.ResponseWriter) {
+	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("Cache-Control", "no-store")
+	_ = json.NewEncoder(w).Encode(FullStatus{Status: f.Status(), Keys: f.KeyStatus()})
 }
 
 func (f *Forwarder) serveHealth(rt *runtime, w http.ResponseWriter, r *http.Request) {
