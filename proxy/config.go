@@ -85,6 +85,16 @@ type Upstream struct {
 	// RetryBackoffCap bounds the wait before a retry, Retry-After
 	// included; empty means DefaultRetryBackoffCap.
 	RetryBackoffCap string `toml:"retry_backoff_cap,omitempty"`
+	// IdleTimeout ends a stream that sends nothing for this long, with an
+	// error event; empty means DefaultIdleTimeout.
+	IdleTimeout string `toml:"idle_timeout,omitempty"`
+	// RequestTimeout bounds a whole answer that is not a stream; empty
+	// means DefaultRequestTimeout.
+	RequestTimeout string `toml:"request_timeout,omitempty"`
+	// IncludeUsage asks OpenAI-style chat streams for their token usage
+	// (stream_options.include_usage) when the client did not; the extra
+	// chunk is not passed on. Unset means true.
+	IncludeUsage *bool `toml:"include_usage,omitempty"`
 }
 
 // Pool is a group of outbound proxies with health checks.

@@ -230,8 +230,10 @@ func (u *Upstream) validate(field string, names, pools map[string]bool, dir stri
 	if _, err := parseDuration(u.FirstByteTimeout, DefaultFirstByteTimeout); err != nil {
 		return fieldErr(field+".first_byte_timeout", "%v", err)
 	}
-	if _, err := parseDuration(u.RetryBackoffCap, DefaultRetryBackoffCap); err != nil {
-		return fieldErr(field+".retry_backoff_cap", "%v", err)
+	for name, d := range map[string]string{"retry_backoff_cap": u.RetryBackoffCap, "idle_timeout": u.IdleTimeout, "request_timeout": u.RequestTimeout} {
+		if _, err := parseDuration(d, time.Second); err != nil {
+			return fieldErr(field+"."+name, "%v", err)
+		}
 	}
 	if u.KeyStrategy != KeyRoundRobin && u.KeyStrategy != KeyFillFirst {
 		return fieldErr(field+".key_strategy", "unknown key strategy %q; use round-robin or fill-first", u.KeyStrategy)

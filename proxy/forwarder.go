@@ -215,12 +215,22 @@ type ctxKey struct{}
 
 // forwardState is what the reverse proxy needs to know about one request.
 type forwardState struct {
-	rt    *runtime
-	up    *upstreamRT // routed to; fallbacks may follow
-	rest  string      // the escaped path after /v1/ or /u/<name>/
-	query string
-	body  []byte
-	rec   *Record
+	rt            *runtime
+	up            *upstreamRT // routed to; fallbacks may follow
+	rest          string      // the escaped path after /v1/ or /u/<name>/
+	query         string
+	body          []byte
+	rec           *Record
+	cancel        context.CancelCauseFunc // ends the upstream request
+	injectedUsage bool                    // stream_options.include_usage is ours
+}
+
+// upstreamCfg is the config of the upstream that answered.
+func (st *forwardState) upstreamCfg() *Upstream {
+	if u := st.rt.byName[st.rec.Upstream]; u != nil {
+		return u.cfg
+	}
+	return st.up.cfg
 }
 
 func stateFrom(ctx context.Context) *forwardState {
@@ -384,7 +394,12 @@ func (f *Forwarder) forward(rt *runtime, w *recorder, r *http.Request, name stri
 	}
 	rec.Upstream, rec.Route = up.cfg.Name, up.route
 
-	st := &forwardState{rt: rt, up: up, rest: rest, query: r.URL.RawQuery, body: body, rec: rec}
+	ctx, cancel := context.WithCancelCause(r.Context())
+	defer cancel(nil)
+	st := &forwardState{rt: rt, up: up, rest: rest, query: r.URL.RawQuery, body: body, rec: rec, cancel: cancel}
+	if body, st.injectedUsage = askForUsage(up.cfg, rest, body); st.injectedUsage {
+		st.body = body
+	}
 
 	r.Header.Del("Transfer-Encoding")
 	r.ContentLength = int64(len(body))
@@ -394,7 +409,7 @@ func (f *Forwarder) forward(rt *runtime, w *recorder, r *http.Request, name stri
 		r.Body = io.NopCloser(bytes.NewReader(body))
 		r.GetBody = func() (io.ReadCloser, error) { return io.NopCloser(bytes.NewReader(body)), nil }
 	}
-	f.rp.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), ctxKey{}, st)))
+	f.rp.ServeHTTP(w, r.WithContext(context.WithValue(ctx, ctxKey{}, st)))
 }
 
 func bodyError(ctx context.Context, err error) *apiError {

@@ -11,7 +11,9 @@ import (
 const DefaultRequestLogSize = 1000
 
 // Record is one forwarded request, written when it ends, whatever the
-// outcome. It never holds a secret: Credential is the key's label.
+// outcome. It never holds a secret: Credential is the key's label. A
+// request failed when Status is 400 or more or Error is set (a stream that
+// broke, stalled, carried an error or lacked its closing event).
 type Record struct {
 	ID         uint64        `json:"id"`
 	Start      time.Time     `json:"start"`
@@ -30,7 +32,10 @@ type Record struct {
 	BytesIn    int64         `json:"bytes_in"`
 	BytesOut   int64         `json:"bytes_out"`
 	Stream     bool          `json:"stream"`
-	Error      string        `json:"error,omitempty"`
+	// Token usage, as the upstream reported it.
+	PromptTokens     int64  `json:"prompt_tokens,omitempty"`
+	CompletionTokens int64  `json:"completion_tokens,omitempty"`
+	Error            string `json:"error,omitempty"`
 }
 
 // RequestLog keeps the last records in a ring and hands new ones to live
@@ -134,6 +139,9 @@ func (r Record) LogAttrs() []slog.Attr {
 		slog.Int64("in", r.BytesIn),
 		slog.Int64("out", r.BytesOut),
 		slog.Bool("stream", r.Stream),
+	}
+	if r.PromptTokens > 0 || r.CompletionTokens > 0 {
+		attrs = append(attrs, slog.Int64("prompt_tokens", r.PromptTokens), slog.Int64("completion_tokens", r.CompletionTokens))
 	}
 	if r.Attempts > 1 {
 		attrs = append(attrs, slog.Int("attempts", r.Attempts))

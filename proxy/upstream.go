@@ -220,6 +220,7 @@ func (f *Forwarder) newReverseProxy() *httputil.ReverseProxy {
 					delete(res.Header, k)
 				}
 			}
+			watch(res, st)
 			return nil
 		},
 		ErrorHandler: func(w http.ResponseWriter, r *http.Request, err error) {

@@ -1,0 +1,336 @@
+package proxy
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"strings"
+	"time"
+
+	"github.com/tidwall/gjson"
+	"github.com/tidwall/sjson"
+)
+
+// Timeouts of an answer, per upstream (idle_timeout, request_timeout).
+const (
+	DefaultIdleTimeout    = 300 * time.Second
+	DefaultRequestTimeout = 600 * time.Second
+	usageScanLimit        = 1 << 20 // a plain answer larger than this is not scanned for usage
+)
+
+var (
+	errStalled  = errors.New("stalled")
+	errTooLong  = errors.New("took too long")
+	sseBoundary = []byte("\n\n")
+)
+
+// apiKind is which API an answer belongs to: it says which event closes a
+// stream and where usage is.
+type apiKind int
+
+const (
+	kindOther apiKind = iota
+	kindChat
+	kindCompletions
+	kindMessages
+	kindResponses
+)
+
+func kindOf(rest string) apiKind {
+	switch {
+	case strings.HasSuffix(rest, "chat/completions"):
+		return kindChat
+	case strings.HasSuffix(rest, "completions"):
+		return kindCompletions
+	case strings.HasSuffix(rest, "messages"):
+		return kindMessages
+	case strings.HasSuffix(rest, "responses"):
+		return kindResponses
+	}
+	return kindOther
+}
+
+// closing names the event that ends a complete stream of the kind.
+func (k apiKind) closing() string {
+	switch k {
+	case kindChat, kindCompletions:
+		return "data: [DONE]"
+	case kindMessages:
+		return "message_stop"
+	case kindResponses:
+		return "response.completed"
+	}
+	return ""
+}
+
+// stallEvent is the SSE error event a stalled stream ends with, in the
+// upstream's own format.
+func (k apiKind) stallEvent(msg string) []byte {
+	switch k {
+	case kindMessages:
+		return fmt.Appendf(nil, "event: error\ndata: {\"type\":\"error\",\"error\":{\"type\":\"timeout_error\",\"message\":%q}}\n\n", msg)
+	case kindResponses:
+		return fmt.Appendf(nil, "event: error\ndata: {\"type\":\"error\",\"code\":\"timeout\",\"message\":%q}\n\n", msg)
+	}
+	return fmt.Appendf(nil, "data: {\"error\":{\"message\":%q,\"type\":\"timeout_error\",\"code\":\"stream_stalled\"}}\n\n", msg)
+}
+
+// watchedBody passes an upstream's answer through to the client while it
+// reads it: a stream event by event (each handed on as soon as it is
+// complete), a plain answer as it comes. It records token usage, tells a
+// stream that ended without its closing event or carried an error from one
+// that succeeded, ends a stream that stalls longer than the idle timeout
+// with an error event, and drops the usage chunk Gatehouse asked for on a
+// client's behalf.
+type watchedBody struct {
+	body      io.ReadCloser
+	ctx       context.Context
+	rec       *Record
+	kind      apiKind
+	stream    bool
+	dropUsage bool // the usage chunk is ours, not the client's
+	idle      time.Duration
+	timer     *time.Timer // the idle timer of a stream
+	deadline  *time.Timer // request_timeout of a plain answer
+
+	buf      []byte // read from upstream, not yet a complete event
+	out      []byte // ready for the client
+	plain    bytes.Buffer
+	sawClose bool
+	failure  string
+	done     bool
+	err      error // returned once out is drained: EOF, or why the answer broke
+}
+
+func (w *watchedBody) Read(p []byte) (int, error) {
+	for len(w.out) == 0 {
+		if w.done {
+			return 0, w.err
+		}
+		w.fill()
+	}
+	n := copy(p, w.out)
+	w.out = w.out[n:]
+	return n, nil
+}
+
+// fill reads once from the upstream and moves what is complete to out.
+func (w *watchedBody) fill() {
+	chunk := make([]byte, 32<<10)
+	n, err := w.body.Read(chunk)
+	if n > 0 && w.timer != nil {
+		w.timer.Reset(w.idle)
+	}
+	chunk = chunk[:n]
+	if !w.stream {
+		w.out = append(w.out, chunk...)
+		if w.plain.Len()+n <= usageScanLimit {
+			w.plain.Write(chunk)
+		}
+	} else {
+		w.buf = append(w.buf, chunk...)
+		w.events()
+	}
+	if err == nil {
+		return
+	}
+	w.done, w.err = true, err
+	switch cause := context.Cause(w.ctx); {
+	case errors.Is(err, io.EOF):
+		w.ended()
+	case errors.Is(cause, context.Canceled):
+		// The client went away; the request's record says so.
+	case w.stream && errors.Is(cause, errStalled):
+		w.err = io.EOF // end the client's stream cleanly, after the error event
+		msg := fmt.Sprintf("the upstream sent nothing for %s; Gatehouse ended the stream (idle_timeout)", w.idle)
+		w.out = append(w.out, w.kind.stallEvent(msg)...)
+		setOnce(&w.failure, msg)
+	case errors.Is(cause, errTooLong):
+		setOnce(&w.failure, "the answer took longer than request_timeout and was cut")
+		w.out = nil
+	default:
+		setOnce(&w.failure, "the upstream's answer broke off: "+err.Error())
+	}
+	if w.failure != "" {
+		setOnce(&w.rec.Error, w.failure)
+	}
+}
+
+// events hands on every complete event in buf.
+func (w *watchedBody) events() {
+	for {
+		end := eventEnd(w.buf)
+		if end < 0 {
+			return
+		}
+		ev := w.buf[:end]
+		if w.inspect(ev) {
+			w.out = append(w.out, ev...)
+		}
+		w.buf = w.buf[end:]
+	}
+}
+
+// eventEnd is the index just after the blank line that ends the first
+// event in b ("\n\n" or "\n\r\n"), or -1.
+func eventEnd(b []byte) int {
+	for i := 0; i+1 < len(b); i++ {
+		if b[i] != '\n' {
+			continue
+		}
+		if b[i+1] == '\n' {
+			return i + 2
+		}
+		if b[i+1] == '\r' && i+2 < len(b) && b[i+2] == '\n' {
+			return i + 3
+		}
+	}
+	return -1
+}
+
+// inspect reads one event; it returns false for an event to drop.
+func (w *watchedBody) inspect(ev []byte) bool {
+	var name string
+	var data []byte
+	for line := range bytes.SplitSeq(bytes.TrimRight(ev, "\r\n"), []byte("\n")) {
+		line = bytes.TrimSuffix(line, []byte("\r"))
+		switch {
+		case bytes.HasPrefix(line, []byte("event:")):
+			name = string(bytes.TrimSpace(line[6:]))
+		case bytes.HasPrefix(line, []byte("data:")):
+			data = append(data, bytes.TrimSpace(line[5:])...)
+		}
+	}
+	if name == "error" {
+		setOnce(&w.failure, "the stream carried an error event: "+errorMessage(data))
+	}
+	if string(data) == "[DONE]" {
+		w.sawClose = w.sawClose || w.kind == kindChat || w.kind == kindCompletions
+		return true
+	}
+	if len(data) == 0 || data[0] != '{' {
+		return true
+	}
+	if e := gjson.GetBytes(data, "error"); e.Exists() && e.Type != gjson.Null {
+		setOnce(&w.failure, "the stream carried an error: "+errorMessage(data))
+	}
+	switch typ := gjson.GetBytes(data, "type").Str; typ {
+	case "message_stop":
+		w.sawClose = w.sawClose || w.kind == kindMessages
+	case "response.completed":
+		w.sawClose = w.sawClose || w.kind == kindResponses
+	case "response.failed", "response.incomplete":
+		w.sawClose = true
+		setOnce(&w.failure, typ+": "+errorMessage(data))
+	case "error":
+		setOnce(&w.failure, "the stream carried an error: "+errorMessage(data))
+	}
+	if bytes.Contains(data, []byte(`"usage"`)) {
+		w.usage(data)
+		if w.dropUsage && w.kind == kindChat {
+			if c := gjson.GetBytes(data, "choices"); c.IsArray() && len(c.Array()) == 0 {
+				return false // the client did not ask for this chunk
+			}
+		}
+	}
+	return true
+}
+
+func errorMessage(data []byte) string {
+	for _, path := range []string{"error.message", "message", "response.error.message", "error"} {
+		if v := gjson.GetBytes(data, path); v.Exists() && v.String() != "" {
+			return truncate(v.String(), 300)
+		}
+	}
+	return truncate(string(data), 300)
+}
+
+func truncate(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	return s[:n] + "…"
+}
+
+// usage reads token counts from an event or a plain answer.
+func (w *watchedBody) usage(data []byte) {
+	set := func(dst *int64, paths ...string) {
+		for _, p := range paths {
+			if v := gjson.GetBytes(data, p); v.Exists() && v.Int() > 0 {
+				*dst = v.Int()
+				return
+			}
+		}
+	}
+	set(&w.rec.PromptTokens, "usage.prompt_tokens", "usage.input_tokens", "message.usage.input_tokens", "response.usage.input_tokens")
+	set(&w.rec.CompletionTokens, "usage.completion_tokens", "usage.output_tokens", "response.usage.output_tokens")
+}
+
+// ended checks a finished answer.
+func (w *watchedBody) ended() {
+	if !w.stream {
+		if w.plain.Len() > 0 && w.plain.Len() < usageScanLimit {
+			w.usage(w.plain.Bytes())
+		}
+		return
+	}
+	if len(w.buf) > 0 { // a last event without its blank line
+		ev := append(w.buf, sseBoundary...)
+		w.buf = nil
+		if w.inspect(ev) {
+			w.out = append(w.out, ev[:len(ev)-2]...)
+		}
+	}
+	if c := w.kind.closing(); c != "" && !w.sawClose && w.failure == "" {
+		w.failure = "the stream ended without its closing event (" + c + ")"
+	}
+}
+
+func (w *watchedBody) Close() error {
+	for _, t := range []*time.Timer{w.timer, w.deadline} {
+		if t != nil {
+			t.Stop()
+		}
+	}
+	return w.body.Close()
+}
+
+// watch wraps an upstream's answer in a watchedBody with its timers.
+func watch(res *http.Response, st *forwardState) {
+	up := st.upstreamCfg()
+	w := &watchedBody{
+		body:      res.Body,
+		ctx:       res.Request.Context(),
+		rec:       st.rec,
+		kind:      kindOf(st.rest),
+		stream:    strings.HasPrefix(res.Header.Get("Content-Type"), "text/event-stream"),
+		dropUsage: st.injectedUsage,
+	}
+	if w.stream {
+		w.idle, _ = parseDuration(up.IdleTimeout, DefaultIdleTimeout)
+		w.timer = time.AfterFunc(w.idle, func() { st.cancel(errStalled) })
+	} else {
+		limit, _ := parseDuration(up.RequestTimeout, DefaultRequestTimeout)
+		w.deadline = time.AfterFunc(limit-time.Since(st.rec.Start), func() { st.cancel(errTooLong) })
+	}
+	res.Body = w
+}
+
+// askForUsage adds stream_options.include_usage to an OpenAI-style chat
+// stream request that does not ask for usage itself, unless the upstream
+// says include_usage = false. It returns the body to send and whether it
+// changed it.
+func askForUsage(up *Upstream, rest string, body []byte) ([]byte, bool) {
+	if up.IncludeUsage != nil && !*up.IncludeUsage || kindOf(rest) != kindChat ||
+		!gjson.GetBytes(body, "stream").Bool() || gjson.GetBytes(body, "stream_options.include_usage").Exists() {
+		return body, false
+	}
+	out, err := sjson.SetBytes(body, "stream_options.include_usage", true)
+	if err != nil {
+		return body, false
+	}
+	return out, true
+}
