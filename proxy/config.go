@@ -95,6 +95,12 @@ type Upstream struct {
 	// (stream_options.include_usage) when the client did not; the extra
 	// chunk is not passed on. Unset means true.
 	IncludeUsage *bool `toml:"include_usage,omitempty"`
+	// MaxConcurrent bounds the requests in flight to this upstream; the
+	// others wait in a queue. 0 means no limit.
+	MaxConcurrent int `toml:"max_concurrent,omitempty"`
+	// QueueTimeout is how long a request may wait in that queue before
+	// it gets 503; empty means DefaultQueueTimeout.
+	QueueTimeout string `toml:"queue_timeout,omitempty"`
 }
 
 // Pool is a group of outbound proxies with health checks.

@@ -230,13 +230,16 @@ func (u *Upstream) validate(field string, names, pools map[string]bool, dir stri
 	if _, err := parseDuration(u.FirstByteTimeout, DefaultFirstByteTimeout); err != nil {
 		return fieldErr(field+".first_byte_timeout", "%v", err)
 	}
-	for name, d := range map[string]string{"retry_backoff_cap": u.RetryBackoffCap, "idle_timeout": u.IdleTimeout, "request_timeout": u.RequestTimeout} {
+	for name, d := range map[string]string{"retry_backoff_cap": u.RetryBackoffCap, "idle_timeout": u.IdleTimeout, "request_timeout": u.RequestTimeout, "queue_timeout": u.QueueTimeout} {
 		if _, err := parseDuration(d, time.Second); err != nil {
 			return fieldErr(field+"."+name, "%v", err)
 		}
 	}
 	if u.KeyStrategy != KeyRoundRobin && u.KeyStrategy != KeyFillFirst {
 		return fieldErr(field+".key_strategy", "unknown key strategy %q; use round-robin or fill-first", u.KeyStrategy)
+	}
+	if u.MaxConcurrent < 0 {
+		return fieldErr(field+".max_concurrent", "must be 0 (no limit) or more")
 	}
 	if u.MaxAttempts < 0 {
 		return fieldErr(field+".max_attempts", "must be 1 or more (default %d)", DefaultMaxAttempts)

@@ -35,6 +35,7 @@ type Forwarder struct {
 	failures failureLimiter
 	rp       *httputil.ReverseProxy
 	keys     keyStates
+	gates    gates
 
 	mu           sync.Mutex                 // serialises Apply
 	transports   map[string]*http.Transport // by route and tlsKey
@@ -277,6 +278,8 @@ func (f *Forwarder) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	switch p := r.URL.Path; {
 	case p == StatusPath && r.Method == http.MethodGet:
 		f.serveStatus(rw)
+	case p == "/v1/queue" && r.Method == http.MethodGet:
+		f.serveQueue(rw)
 	case p == "/v1/models" && r.Method == http.MethodGet:
 		f.serveModels(rt, rw, r)
 	case strings.HasPrefix(p, "/v1/"):
@@ -394,6 +397,12 @@ func (f *Forwarder) forward(rt *runtime, w *recorder, r *http.Request, name stri
 	}
 	rec.Upstream, rec.Route = up.cfg.Name, up.route
 
+	release, e := f.gates.get(up.cfg).enter(r.Context(), up.cfg)
+	if e != nil {
+		fail(e)
+		return
+	}
+	defer release()
 	ctx, cancel := context.WithCancelCause(r.Context())
 	defer cancel(nil)
 	st := &forwardState{rt: rt, up: up, rest: rest, query: r.URL.RawQuery, body: body, rec: rec, cancel: cancel}
