@@ -27,6 +27,7 @@ const cliSecret = "sk-cli-SECRET-abcdef0123456789"
 
 // useMemoryStore points the commands at a fresh memory keychain.
 func useMemoryStore(t *testing.T) *keystore.Memory {
+	t.Setenv("XDG_CACHE_HOME", t.TempDir()) // serve's usage totals stay out of the user's cache
 	m := keystore.NewMemory()
 	old := openStore
 	openStore = func() keystore.Store { return m }

@@ -188,6 +188,13 @@ func (c *cli) serve(args []string) error {
 		return err
 	}
 	c.warnIfKeychainUnreachable(svc.Forwarder.Config())
+	if path, err := proxy.DefaultUsagePath(); err == nil {
+		book, err := proxy.OpenUsageBook(path)
+		if err != nil {
+			c.log.Warn("usage totals", "err", err)
+		}
+		svc.Usage = book
+	}
 
 	var wg sync.WaitGroup
 	defer wg.Wait()

@@ -12,6 +12,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strings"
 	"sync"
 	"syscall"
@@ -49,7 +50,8 @@ type process struct {
 func start(t *testing.T, env []string, args ...string) *process {
 	t.Helper()
 	p := &process{cmd: exec.Command(os.Args[0], args...), lines: make(chan string, 1000), done: make(chan error, 1)}
-	p.cmd.Env = append(append(os.Environ(), "GATEHOUSE_AS_MAIN=1"), env...)
+	// The program's cache (usage totals) goes to the test's own folder.
+	p.cmd.Env = append(append(os.Environ(), "GATEHOUSE_AS_MAIN=1", "XDG_CACHE_HOME="+t.TempDir()), env...)
 	pipe, err := p.cmd.StderrPipe()
 	require.NoError(t, err)
 	require.NoError(t, p.cmd.Start())
@@ -150,6 +152,10 @@ key_env = "E2E_OPENAI_KEY"
 	assert.Equal(t, "\ndata: [DONE]\n\n", string(rest))
 	require.NoError(t, <-p.done, p.output())
 	assert.NotContains(t, p.output(), e2eSecret)
+	cache := strings.TrimPrefix(p.cmd.Env[slices.IndexFunc(p.cmd.Env, func(e string) bool { return strings.HasPrefix(e, "XDG_CACHE_HOME=") })], "XDG_CACHE_HOME=")
+	usage, err := os.ReadFile(filepath.Join(cache, "gatehouse", "usage.json"))
+	require.NoError(t, err, "usage totals are saved when serve stops")
+	assert.Contains(t, string(usage), `"upstream":"openai","model":"gpt-4o","requests":1,"prompt_tokens":5,"completion_tokens":3`)
 }
 
 func TestServeRefusesABadConfig(t *testing.T) {

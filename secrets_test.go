@@ -39,11 +39,11 @@ func (s *syncBuilder) Write(p []byte) (int, error) { s.ch <- string(p); return l
 // the config and cache folders, and the export file.
 func TestSecretsNeverLeak(t *testing.T) {
 	keystore.ScryptWorkFactor = 10
+	useMemoryStore(t)
 	home := t.TempDir()
 	t.Setenv("XDG_CONFIG_HOME", filepath.Join(home, "config"))
 	t.Setenv("XDG_CACHE_HOME", filepath.Join(home, "cache"))
 	t.Setenv("GATEHOUSE_CONFIG", "")
-	useMemoryStore(t)
 
 	ca := testpki.NewCA("Leak CA")
 	client := ca.Client("leak", time.Now().Add(-time.Hour), time.Now().Add(90*24*time.Hour))
@@ -165,6 +165,7 @@ key_env = "LEAK_ENV_KEY"
 	}))
 	require.Contains(t, scan, cfgPath)
 	require.Contains(t, scan, exportFile)
+	require.Contains(t, scan, filepath.Join(home, "cache", "gatehouse", "usage.json"))
 	for where, text := range scan {
 		for what, secret := range secrets {
 			assert.NotContains(t, text, secret, "the %s appears in %s", what, where)

@@ -36,6 +36,7 @@ type Forwarder struct {
 	rp       *httputil.ReverseProxy
 	keys     keyStates
 	gates    gates
+	usage    atomic.Pointer[UsageBook]
 
 	mu           sync.Mutex                 // serialises Apply
 	transports   map[string]*http.Transport // by route and tlsKey
@@ -319,6 +320,9 @@ func (f *Forwarder) finish(rw *recorder, r *http.Request) {
 	rec.Stream = strings.HasPrefix(rw.Header().Get("Content-Type"), "text/event-stream")
 	if f.reqlog != nil {
 		f.reqlog.Add(*rec)
+	}
+	if b := f.usage.Load(); b != nil {
+		b.Add(*rec)
 	}
 	if p != nil {
 		panic(p)

@@ -33,6 +33,9 @@ type Service struct {
 	// ShutdownGrace bounds how long open requests may take after Run's ctx
 	// is done; 0 means DefaultShutdownGrace.
 	ShutdownGrace time.Duration
+	// Usage, if set, counts every request's tokens and is saved while Run
+	// runs and when it ends.
+	Usage *UsageBook
 
 	path   string
 	listen string // --listen override, or ""
@@ -178,6 +181,15 @@ func (s *Service) Run(ctx context.Context, reload <-chan struct{}) error {
 	var wg sync.WaitGroup
 	wg.Go(func() { s.watch(runCtx, reload) })
 	wg.Go(func() { s.Forwarder.RunChecks(runCtx) })
+	if s.Usage != nil {
+		s.Forwarder.usage.Store(s.Usage)
+		usageCtx, stopUsage := context.WithCancel(context.Background())
+		var saver sync.WaitGroup
+		defer func() { stopUsage(); saver.Wait() }() // the last save, after open requests ended
+		saver.Go(func() {
+			s.Usage.Run(usageCtx, func(err error) { s.log.Warn("usage totals not saved", "err", err) })
+		})
+	}
 
 	served := make(chan error, 1)
 	go func() { served <- srv.Serve(ln) }()
