@@ -386,6 +386,7 @@ func TestUpstreamStreamBreakIsRecorded(t *testing.T) {
 	assert.Error(t, err, "the client must see the stream break, not a clean end")
 	rec := h.lastRecord(t, 1)
 	assert.Contains(t, rec.Error, "broke off")
+	assert.Equal(t, 1, rec.Attempts, "an answer that has started is never retried")
 }
 
 func TestModelsMergesUpstreams(t *testing.T) {
