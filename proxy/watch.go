@@ -18,7 +18,7 @@ import (
 const (
 	DefaultIdleTimeout    = 300 * time.Second
 	DefaultRequestTimeout = 600 * time.Second
-	usageScanLimit        = 1 << 20 // a plain answer larger than this is not scanned for usage
+	usageTail             = 8 << 10 // usage is read from the end of a plain answer
 )
 
 var (
@@ -96,9 +96,10 @@ type watchedBody struct {
 	timer     *time.Timer // the idle timer of a stream
 	deadline  *time.Timer // request_timeout of a plain answer
 
+	chunk    []byte // a pooled read buffer, for streams
 	buf      []byte // read from upstream, not yet a complete event
 	out      []byte // ready for the client
-	plain    bytes.Buffer
+	tail     []byte // the last bytes of a plain answer
 	sawClose bool
 	failure  string
 	done     bool
@@ -106,6 +107,19 @@ type watchedBody struct {
 }
 
 func (w *watchedBody) Read(p []byte) (int, error) {
+	if !w.stream {
+		// A plain answer goes straight through; only its end is kept, for
+		// the usage.
+		n, err := w.body.Read(p)
+		w.tail = append(w.tail, p[:n]...)
+		if len(w.tail) > 2*usageTail {
+			w.tail = append(w.tail[:0], w.tail[len(w.tail)-usageTail:]...)
+		}
+		if err != nil {
+			w.stop(err)
+		}
+		return n, err
+	}
 	for len(w.out) == 0 {
 		if w.done {
 			return 0, w.err
@@ -117,27 +131,26 @@ func (w *watchedBody) Read(p []byte) (int, error) {
 	return n, nil
 }
 
-// fill reads once from the upstream and moves what is complete to out.
+// fill reads once from the upstream and moves the events that are
+// complete to out.
 func (w *watchedBody) fill() {
-	chunk := make([]byte, 32<<10)
-	n, err := w.body.Read(chunk)
+	if w.chunk == nil {
+		w.chunk = copyBuffers.Get()
+	}
+	n, err := w.body.Read(w.chunk)
 	if n > 0 && w.timer != nil {
 		w.timer.Reset(w.idle)
 	}
-	chunk = chunk[:n]
-	if !w.stream {
-		w.out = append(w.out, chunk...)
-		if w.plain.Len()+n <= usageScanLimit {
-			w.plain.Write(chunk)
-		}
-	} else {
-		w.buf = append(w.buf, chunk...)
-		w.events()
+	w.buf = append(w.buf, w.chunk[:n]...)
+	w.events()
+	if err != nil {
+		w.done, w.err = true, err
+		w.stop(err)
 	}
-	if err == nil {
-		return
-	}
-	w.done, w.err = true, err
+}
+
+// stop records how the answer ended.
+func (w *watchedBody) stop(err error) {
 	switch cause := context.Cause(w.ctx); {
 	case errors.Is(err, io.EOF):
 		w.ended()
@@ -272,8 +285,12 @@ func (w *watchedBody) usage(data []byte) {
 // ended checks a finished answer.
 func (w *watchedBody) ended() {
 	if !w.stream {
-		if w.plain.Len() > 0 && w.plain.Len() < usageScanLimit {
-			w.usage(w.plain.Bytes())
+		// The usage object near the end of a plain answer.
+		if i := bytes.LastIndex(w.tail, []byte(`"usage"`)); i >= 0 {
+			if j := bytes.IndexByte(w.tail[i:], '{'); j >= 0 {
+				obj := gjson.ParseBytes(w.tail[i+j:]).Raw
+				w.usage([]byte(`{"usage":` + obj + `}`))
+			}
 		}
 		return
 	}
@@ -294,6 +311,10 @@ func (w *watchedBody) Close() error {
 		if t != nil {
 			t.Stop()
 		}
+	}
+	if w.chunk != nil {
+		copyBuffers.Put(w.chunk)
+		w.chunk = nil
 	}
 	return w.body.Close()
 }

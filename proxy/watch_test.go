@@ -118,6 +118,8 @@ func TestUsageOfPlainAnswers(t *testing.T) {
 		"/v1/chat/completions": `{"choices":[],"usage":{"prompt_tokens":12,"completion_tokens":34}}`,
 		"/v1/messages":         `{"content":[],"usage":{"input_tokens":12,"output_tokens":34}}`,
 		"/v1/responses":        `{"output":[],"usage":{"input_tokens":12,"output_tokens":34}}`,
+		"/u/up/chat/completions": `{"choices":[{"message":{"content":"` + strings.Repeat("long answer ", 20000) +
+			`"}}],"usage":{"prompt_tokens":12,"completion_tokens":34,"details":{"cached_tokens":0}}}`,
 	} {
 		up := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 			w.Header().Set("Content-Type", "application/json")
