@@ -409,10 +409,9 @@ func (f *Forwarder) forward(rt *runtime, w *recorder, r *http.Request, name stri
 	defer release()
 	ctx, cancel := context.WithCancelCause(r.Context())
 	defer cancel(nil)
-	st := &forwardState{rt: rt, up: up, rest: rest, query: r.URL.RawQuery, body: body, rec: rec, cancel: cancel}
-	if body, st.injectedUsage = askForUsage(up.cfg, rest, body); st.injectedUsage {
-		st.body = body
-	}
+	st := &forwardState{rt: rt, up: up, rest: rest, query: r.URL.RawQuery, rec: rec, cancel: cancel}
+	st.body, st.injectedUsage = askForUsage(up.cfg, rest, body)
+	body = st.body
 
 	r.Header.Del("Transfer-Encoding")
 	r.ContentLength = int64(len(body))
