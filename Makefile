@@ -42,9 +42,12 @@ build:
 build-headless:
 	CGO_ENABLED=0 $(GO) build -trimpath -tags headless -ldflags '$(LDFLAGS)' -o gatehouse .
 
-## bench: the Go benchmarks of the hot paths
+## bench: Gatehouse beside a bare reverse proxy (table of ratios, bench.json),
+## then the Go benchmarks of the hot paths
 bench:
-	$(GO) test -run '^$$' -bench . -benchmem -count 5 ./...
+	$(GO) build -o bin/gatehouse .
+	$(GO) run ./internal/benchrun --gatehouse bin/gatehouse --out bench.json
+	$(GO) test -run '^$$' -bench . -benchmem ./...
 
 ## fuzz: run the model extraction fuzzer for a minute
 fuzz:

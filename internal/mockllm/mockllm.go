@@ -10,6 +10,8 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -25,6 +27,8 @@ type Server struct {
 	Gap time.Duration
 	// Models is what /models lists; default "mock-1".
 	Models []string
+	// NoRecord skips keeping the last request (for benchmarks).
+	NoRecord bool
 
 	mu   sync.Mutex
 	last Request
@@ -62,6 +66,15 @@ func (s *Server) words() []string {
 	return s.Words
 }
 
+// streamWords is the words of a streamed answer: X-Mock-Events asks for
+// that many.
+func (s *Server) streamWords(r *http.Request) []string {
+	if n, err := strconv.Atoi(r.Header.Get("X-Mock-Events")); err == nil && n > 0 {
+		return slices.Repeat([]string{" tok"}, n)
+	}
+	return s.words()
+}
+
 type request struct {
 	Model  string `json:"model"`
 	Stream bool   `json:"stream"`
@@ -80,13 +93,15 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			break
 		}
 	}
-	s.mu.Lock()
-	s.last = Request{Method: r.Method, Host: r.Host, Path: r.URL.Path, Query: r.URL.RawQuery, Header: r.Header.Clone(), Body: body}
-	if s.hits == nil {
-		s.hits = map[string]int{}
+	if !s.NoRecord {
+		s.mu.Lock()
+		s.last = Request{Method: r.Method, Host: r.Host, Path: r.URL.Path, Query: r.URL.RawQuery, Header: r.Header.Clone(), Body: body}
+		if s.hits == nil {
+			s.hits = map[string]int{}
+		}
+		s.hits[route]++
+		s.mu.Unlock()
 	}
-	s.hits[route]++
-	s.mu.Unlock()
 
 	var req request
 	if len(body) > 0 && route != "" {
@@ -160,11 +175,16 @@ func sse(w http.ResponseWriter, event string, v any) {
 	w.(http.Flusher).Flush()
 }
 
+// pause waits between stream events: Gap, or X-Mock-Gap (a duration).
 func (s *Server) pause(r *http.Request) bool {
-	if s.Gap <= 0 {
+	gap := s.Gap
+	if d, err := time.ParseDuration(r.Header.Get("X-Mock-Gap")); err == nil {
+		gap = d
+	}
+	if gap <= 0 {
 		return r.Context().Err() == nil
 	}
-	t := time.NewTimer(s.Gap)
+	t := time.NewTimer(gap)
 	defer t.Stop()
 	select {
 	case <-t.C:
@@ -182,7 +202,7 @@ func startStream(w http.ResponseWriter) {
 
 func (s *Server) chatStream(w http.ResponseWriter, r *http.Request, model string) {
 	startStream(w)
-	for i, word := range s.words() {
+	for i, word := range s.streamWords(r) {
 		if i > 0 && !s.pause(r) {
 			return
 		}

@@ -1,0 +1,544 @@
+// Command benchrun is `make bench`: it measures Gatehouse against a bare
+// reverse proxy on this machine, side by side, and prints a table of
+// ratios to that floor (so the result does not depend on how fast the
+// machine is that day), then writes the figures as JSON.
+//
+// Every server runs in its own process so that its CPU time and memory
+// can be read from /proc: the mock upstream, the floor (a bare
+// httputil.ReverseProxy that only sets the key, this program in "floor"
+// mode) and `gatehouse serve` with a realistic config. The load comes from
+// this process, over loopback only.
+package main
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"flag"
+	"fmt"
+	"io"
+	"log"
+	"net"
+	"net/http"
+	"net/http/httputil"
+	"net/url"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"text/tabwriter"
+	"time"
+
+	"github.com/gatehouse-app/gatehouse/internal/mockllm"
+	"github.com/gatehouse-app/gatehouse/internal/testproxy"
+	"github.com/gatehouse-app/gatehouse/proxy"
+)
+
+const benchKey = "sk-bench-not-a-real-key"
+
+func main() {
+	log.SetFlags(0)
+	if len(os.Args) > 1 {
+		switch os.Args[1] {
+		case "mock":
+			serve(&mockllm.Server{NoRecord: true})
+		case "floor":
+			target, err := url.Parse(os.Args[2])
+			if err != nil {
+				log.Fatal(err)
+			}
+			serve(&httputil.ReverseProxy{
+				Transport: &http.Transport{MaxIdleConnsPerHost: 256},
+				Rewrite: func(pr *httputil.ProxyRequest) {
+					pr.SetURL(target)
+					pr.Out.Header.Set("Authorization", "Bearer "+benchKey)
+				},
+			})
+		}
+	}
+	gatehouse := flag.String("gatehouse", "bin/gatehouse", "the gatehouse binary to measure")
+	out := flag.String("out", "bench.json", "where the figures go as JSON")
+	quick := flag.Bool("quick", false, "fewer requests, for a smoke run")
+	flag.Parse()
+	if err := run(*gatehouse, *out, *quick); err != nil {
+		log.Fatal("benchrun: ", err)
+	}
+}
+
+// serve runs h on a loopback port and prints the address on stdout.
+func serve(h http.Handler) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		log.Fatal(err)
+	}
+	fmt.Println(ln.Addr().String())
+	log.Fatal((&http.Server{Handler: h}).Serve(ln))
+}
+
+// process is a server this run started.
+type process struct {
+	name string
+	cmd  *exec.Cmd
+	url  string // base URL, ending before /v1
+}
+
+func startSelf(name string, args ...string) (*process, error) {
+	self, err := os.Executable()
+	if err != nil {
+		return nil, err
+	}
+	cmd := exec.Command(self, args...)
+	stdout, err := cmd.StdoutPipe()
+	if err != nil {
+		return nil, err
+	}
+	cmd.Stderr = os.Stderr
+	if err := cmd.Start(); err != nil {
+		return nil, err
+	}
+	addr, err := bufio.NewReader(stdout).ReadString('\n')
+	if err != nil {
+		return nil, fmt.Errorf("%s did not start: %w", name, err)
+	}
+	return &process{name: name, cmd: cmd, url: "http://" + strings.TrimSpace(addr)}, nil
+}
+
+// startGatehouse runs `gatehouse serve` with cfg; its one log line per
+// request goes to a file, as a user's terminal would take it.
+func startGatehouse(bin, name, dir, cfg string) (*process, error) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return nil, err
+	}
+	addr := ln.Addr().String()
+	ln.Close()
+	path := filepath.Join(dir, name+".toml")
+	if err := os.WriteFile(path, []byte(cfg), 0o600); err != nil {
+		return nil, err
+	}
+	logFile, err := os.Create(filepath.Join(dir, name+".log"))
+	if err != nil {
+		return nil, err
+	}
+	cmd := exec.Command(bin, "serve", "--config", path, "--listen", addr)
+	cmd.Env = append(os.Environ(), "BENCH_KEY="+benchKey, "XDG_CACHE_HOME="+dir)
+	cmd.Stderr = logFile
+	if err := cmd.Start(); err != nil {
+		return nil, err
+	}
+	p := &process{name: name, cmd: cmd, url: "http://" + addr}
+	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(20 * time.Millisecond) {
+		if res, err := http.Get(p.url + "/health"); err == nil {
+			res.Body.Close()
+			return p, nil
+		}
+		if time.Now().After(deadline) {
+			return nil, fmt.Errorf("%s did not start; see %s", name, logFile.Name())
+		}
+	}
+}
+
+func (p *process) stop() {
+	if p != nil && p.cmd.Process != nil {
+		_ = p.cmd.Process.Signal(os.Interrupt)
+		done := make(chan struct{})
+		go func() { _ = p.cmd.Wait(); close(done) }()
+		select {
+		case <-done:
+		case <-time.After(10 * time.Second):
+			_ = p.cmd.Process.Kill()
+		}
+	}
+}
+
+// cpu is the process's user+system time; rss its resident memory.
+func (p *process) cpu() time.Duration {
+	data, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", p.cmd.Process.Pid))
+	if err != nil {
+		return 0
+	}
+	fields := strings.Fields(string(data[strings.LastIndexByte(string(data), ')')+2:]))
+	utime, _ := strconv.ParseInt(fields[11], 10, 64)
+	stime, _ := strconv.ParseInt(fields[12], 10, 64)
+	return time.Duration(utime+stime) * 10 * time.Millisecond // USER_HZ is 100 on Linux
+}
+
+func (p *process) rss() int64 {
+	data, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", p.cmd.Process.Pid))
+	if err != nil {
+		return 0
+	}
+	for line := range strings.Lines(string(data)) {
+		if rest, ok := strings.CutPrefix(line, "VmRSS:"); ok {
+			kb, _ := strconv.ParseInt(strings.Fields(rest)[0], 10, 64)
+			return kb << 10
+		}
+	}
+	return 0
+}
+
+// target is one path requests take.
+type target struct {
+	name   string
+	url    string
+	token  string
+	server *process // whose CPU is counted; nil for direct
+}
+
+// Result is one path's figures.
+type Result struct {
+	Path          string  `json:"path"`
+	P50ms         float64 `json:"latency_p50_ms"`
+	P99ms         float64 `json:"latency_p99_ms"`
+	RPS32         float64 `json:"rps_c32"`
+	OpenP50ms     float64 `json:"open_loop_p50_ms"`
+	OpenP99ms     float64 `json:"open_loop_p99_ms"`
+	OpenRate      float64 `json:"open_loop_rate"`
+	TTFBp50ms     float64 `json:"stream_ttfb_p50_ms"`
+	TTFBp99ms     float64 `json:"stream_ttfb_p99_ms"`
+	GapP99ms      float64 `json:"stream_gap_p99_ms"`
+	CPUPerReqUs   float64 `json:"cpu_per_request_us"`
+	ServerRSSIdle int64   `json:"server_rss_idle_bytes,omitempty"`
+}
+
+var client = &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 256, MaxConnsPerHost: 256}}
+
+func post(ctx context.Context, t target, body string, header map[string]string) (*http.Response, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, t.url+"/v1/chat/completions", strings.NewReader(body))
+	if err != nil {
+		return nil, err
+	}
+	req.Header.Set("Content-Type", "application/json")
+	req.Header.Set("Authorization", "Bearer "+t.token)
+	for k, v := range header {
+		req.Header.Set(k, v)
+	}
+	return client.Do(req)
+}
+
+const chatBody = `{"model":"gpt-4o","messages":[{"role":"user","content":"Say hello"}]}`
+
+func once(t target) (time.Duration, error) {
+	start := time.Now()
+	res, err := post(context.Background(), t, chatBody, nil)
+	if err != nil {
+		return 0, err
+	}
+	_, _ = io.Copy(io.Discard, res.Body)
+	res.Body.Close()
+	if res.StatusCode != http.StatusOK {
+		return 0, fmt.Errorf("%s answered %s", t.name, res.Status)
+	}
+	return time.Since(start), nil
+}
+
+func percentile(d []time.Duration, p float64) float64 {
+	if len(d) == 0 {
+		return 0
+	}
+	s := slices.Clone(d)
+	slices.Sort(s)
+	i := min(int(p*float64(len(s))), len(s)-1)
+	return float64(s[i]) / float64(time.Millisecond)
+}
+
+// measure runs every phase against one path.
+func measure(t target, n int, phase time.Duration, openRate float64) (Result, error) {
+	r := Result{Path: t.name}
+	for range n / 10 { // warm up connections
+		if _, err := once(t); err != nil {
+			return r, err
+		}
+	}
+	var lat []time.Duration
+	for range n {
+		d, err := once(t)
+		if err != nil {
+			return r, err
+		}
+		lat = append(lat, d)
+	}
+	r.P50ms, r.P99ms = percentile(lat, 0.50), percentile(lat, 0.99)
+
+	// Closed loop at concurrency 32, with the server's CPU time.
+	var count atomic.Int64
+	var failed atomic.Value
+	cpu0 := time.Duration(0)
+	if t.server != nil {
+		cpu0 = t.server.cpu()
+	}
+	deadline := time.Now().Add(phase)
+	var wg sync.WaitGroup
+	for range 32 {
+		wg.Go(func() {
+			for time.Now().Before(deadline) {
+				if _, err := once(t); err != nil {
+					failed.Store(err)
+					return
+				}
+				count.Add(1)
+			}
+		})
+	}
+	wg.Wait()
+	if err, _ := failed.Load().(error); err != nil {
+		return r, err
+	}
+	r.RPS32 = float64(count.Load()) / phase.Seconds()
+	if t.server != nil && count.Load() > 0 {
+		r.CPUPerReqUs = float64(t.server.cpu()-cpu0) / float64(time.Microsecond) / float64(count.Load())
+	}
+
+	// Open loop: requests leave on a fixed schedule, and each one's latency
+	// counts from when it was due, so a stall is not hidden.
+	r.OpenRate = openRate
+	interval := time.Duration(float64(time.Second) / openRate)
+	total := int(phase.Seconds() * openRate)
+	open := make([]time.Duration, total)
+	start := time.Now()
+	for i := range total {
+		due := start.Add(time.Duration(i) * interval)
+		time.Sleep(time.Until(due))
+		wg.Go(func() {
+			if _, err := once(t); err != nil {
+				failed.Store(err)
+			}
+			open[i] = time.Since(due)
+		})
+	}
+	wg.Wait()
+	if err, _ := failed.Load().(error); err != nil {
+		return r, err
+	}
+	r.OpenP50ms, r.OpenP99ms = percentile(open, 0.50), percentile(open, 0.99)
+
+	// Streams: time to first event and the gaps between events.
+	var ttfb, gaps []time.Duration
+	for range max(n/10, 20) {
+		start := time.Now()
+		res, err := post(context.Background(), t, `{"model":"gpt-4o","stream":true}`, map[string]string{"X-Mock-Events": "10", "X-Mock-Gap": "2ms"})
+		if err != nil {
+			return r, err
+		}
+		sc := bufio.NewScanner(res.Body)
+		last := time.Time{}
+		for sc.Scan() {
+			if !strings.HasPrefix(sc.Text(), "data: ") {
+				continue
+			}
+			now := time.Now()
+			if last.IsZero() {
+				ttfb = append(ttfb, now.Sub(start))
+			} else {
+				gaps = append(gaps, now.Sub(last))
+			}
+			last = now
+		}
+		res.Body.Close()
+	}
+	r.TTFBp50ms, r.TTFBp99ms, r.GapP99ms = percentile(ttfb, 0.5), percentile(ttfb, 0.99), percentile(gaps, 0.99)
+	return r, nil
+}
+
+// Memory is the forwarder's RSS around 1,000 open streams.
+type Memory struct {
+	IdleRSS   int64 `json:"idle_rss_bytes"`
+	Before    int64 `json:"before_bytes"`
+	During    int64 `json:"during_bytes"`
+	After     int64 `json:"after_bytes"`
+	Streams   int   `json:"streams"`
+	OpenFails int   `json:"failed_streams"`
+}
+
+func memory(t target, streams int) (Memory, error) {
+	m := Memory{Streams: streams, Before: t.server.rss()}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	var opened, failed atomic.Int64
+	var wg sync.WaitGroup
+	for range streams {
+		wg.Go(func() {
+			res, err := post(ctx, t, `{"model":"gpt-4o","stream":true}`, map[string]string{"X-Mock-Events": "40", "X-Mock-Gap": "250ms"})
+			if err != nil {
+				failed.Add(1)
+				return
+			}
+			defer res.Body.Close()
+			br := bufio.NewReader(res.Body)
+			if _, err := br.ReadString('\n'); err != nil {
+				failed.Add(1)
+				return
+			}
+			opened.Add(1)
+			_, _ = io.Copy(io.Discard, br)
+		})
+	}
+	for deadline := time.Now().Add(60 * time.Second); opened.Load()+failed.Load() < int64(streams) && time.Now().Before(deadline); {
+		time.Sleep(50 * time.Millisecond)
+	}
+	m.During = t.server.rss()
+	cancel()
+	wg.Wait()
+	time.Sleep(2 * time.Second) // let the forwarder let go of them
+	m.After = t.server.rss()
+	m.OpenFails = int(failed.Load())
+	return m, nil
+}
+
+func run(bin, out string, quick bool) error {
+	n, phase, streams := 1000, 3*time.Second, 1000
+	if quick {
+		n, phase, streams = 100, 500*time.Millisecond, 50
+	}
+	dir, err := os.MkdirTemp("", "gatehouse-bench-")
+	if err != nil {
+		return err
+	}
+	defer os.RemoveAll(dir)
+
+	mock, err := startSelf("mock", "mock")
+	if err != nil {
+		return err
+	}
+	defer mock.stop()
+	floor, err := startSelf("floor", "floor", mock.url)
+	if err != nil {
+		return err
+	}
+	defer floor.stop()
+
+	tok, hash, err := proxy.NewToken()
+	if err != nil {
+		return err
+	}
+	socksA, socksB := testproxy.SOCKS5("", ""), testproxy.SOCKS5("", "")
+	defer socksA.Stop()
+	defer socksB.Stop()
+	realistic := func(via string) string {
+		return fmt.Sprintf(`
+[[tokens]]
+name = "bench"
+sha256 = %q
+
+[[upstreams]]
+name = "anthropic"
+base_url = "%[2]s/v1"
+models = ["claude-*"]
+auth = "x-api-key"
+key_env = "BENCH_KEY"
+via = %[3]q
+
+[[upstreams]]
+name = "gemini"
+base_url = "%[2]s/v1beta/openai"
+models = ["gemini-*"]
+auth = "x-goog-api-key"
+key_env = "BENCH_KEY"
+via = %[3]q
+
+[[upstreams]]
+name = "openai"
+base_url = "%[2]s/v1"
+models = ["gpt-*", "o3*"]
+key_env = "BENCH_KEY"
+via = %[3]q
+
+[[pools]]
+name = "bench"
+strategy = "fastest"
+proxies = [%[4]q, %[5]q]
+check_url = "%[2]s/v1/models"
+interval = "1m"
+`, hash, mock.url, via, socksA.URL, socksB.URL)
+	}
+	gh, err := startGatehouse(bin, "gatehouse", dir, realistic("direct"))
+	if err != nil {
+		return err
+	}
+	defer gh.stop()
+	ghPool, err := startGatehouse(bin, "gatehouse-pool", dir, realistic("pool:bench"))
+	if err != nil {
+		return err
+	}
+	defer ghPool.stop()
+	ghSocks, err := startGatehouse(bin, "gatehouse-socks5", dir, realistic(socksA.URL))
+	if err != nil {
+		return err
+	}
+	defer ghSocks.stop()
+	idle := gh.rss()
+
+	targets := []target{
+		{name: "direct to the mock", url: mock.url},
+		{name: "floor: bare ReverseProxy", url: floor.url, server: floor},
+		{name: "gatehouse serve", url: gh.url, token: tok, server: gh},
+		{name: "gatehouse, pool of 2 SOCKS5", url: ghPool.url, token: tok, server: ghPool},
+		{name: "gatehouse, one SOCKS5 hop", url: ghSocks.url, token: tok, server: ghSocks},
+	}
+	// The open-loop rate is half of what the floor sustains.
+	probe, err := measure(targets[1], n/10, phase/3, 50)
+	if err != nil {
+		return err
+	}
+	openRate := max(50, probe.RPS32/2)
+	var results []Result
+	for _, t := range targets {
+		fmt.Fprintf(os.Stderr, "measuring %s…\n", t.name)
+		r, err := measure(t, n, phase, openRate)
+		if err != nil {
+			return fmt.Errorf("%s: %w", t.name, err)
+		}
+		if t.server == gh {
+			r.ServerRSSIdle = idle
+		}
+		results = append(results, r)
+	}
+	fmt.Fprintf(os.Stderr, "holding %d streams open through gatehouse serve…\n", streams)
+	mem, err := memory(targets[2], streams)
+	if err != nil {
+		return err
+	}
+	mem.IdleRSS = idle
+
+	report(results, mem)
+	data, err := json.MarshalIndent(struct {
+		When    time.Time `json:"when"`
+		Results []Result  `json:"results"`
+		Memory  Memory    `json:"memory"`
+	}{time.Now().UTC(), results, mem}, "", "  ")
+	if err != nil {
+		return err
+	}
+	return os.WriteFile(out, append(data, '\n'), 0o644)
+}
+
+// report prints every figure as a ratio to the floor's, with the raw value.
+func report(results []Result, mem Memory) {
+	floor := results[1]
+	ratio := func(v, f float64) string {
+		if f == 0 {
+			return fmt.Sprintf("%.3g", v)
+		}
+		return fmt.Sprintf("%.2f× (%.3g)", v/f, v)
+	}
+	w := tabwriter.NewWriter(os.Stdout, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(w, "PATH\tP50 c=1 ms\tP99 c=1 ms\tREQ/S c=32\tOPEN-LOOP P99 ms\tSTREAM TTFB P99 ms\tEVENT GAP P99 ms\tCPU/REQ µs")
+	for _, r := range results {
+		fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", r.Path,
+			ratio(r.P50ms, floor.P50ms), ratio(r.P99ms, floor.P99ms), ratio(r.RPS32, floor.RPS32),
+			ratio(r.OpenP99ms, floor.OpenP99ms), ratio(r.TTFBp99ms, floor.TTFBp99ms), ratio(r.GapP99ms, floor.GapP99ms),
+			ratio(r.CPUPerReqUs, floor.CPUPerReqUs))
+	}
+	_ = w.Flush()
+	mb := func(b int64) float64 { return float64(b) / (1 << 20) }
+	fmt.Printf("\nOpen loop at %.0f req/s. gatehouse serve: idle RSS %.1f MB; %d open streams: %.1f MB before, %.1f MB during (+%.1f MB), %.1f MB after; %d failed to open.\n",
+		results[1].OpenRate, mb(mem.IdleRSS), mem.Streams, mb(mem.Before), mb(mem.During), mb(mem.During-mem.Before), mb(mem.After), mem.OpenFails)
+	g := results[2]
+	fmt.Printf("Targets: p50 ≤ 1.2× (%.2f×), p99 ≤ 1.5× (%.2f×), req/s ≥ 0.85× (%.2f×), TTFB within 1 ms of the floor (%+.2f ms), event gap within 1 ms (%+.2f ms), 1,000 streams ≤ 64 MB (%.1f MB), idle < 30 MB (%.1f MB).\n",
+		g.P50ms/floor.P50ms, g.P99ms/floor.P99ms, g.RPS32/floor.RPS32, g.TTFBp99ms-floor.TTFBp99ms, g.GapP99ms-floor.GapP99ms,
+		mb(mem.During-mem.Before), mb(mem.IdleRSS))
+}
