@@ -5,6 +5,7 @@
 package main
 
 import (
+	"bufio"
 	"context"
 	"errors"
 	"flag"
@@ -14,6 +15,7 @@ import (
 	"os"
 	"os/signal"
 	"runtime"
+	"runtime/pprof"
 	"sync"
 	"syscall"
 
@@ -181,6 +183,13 @@ func (c *cli) serve(args []string) error {
 		return err
 	}
 
+	if path := os.Getenv("GATEHOUSE_CPUPROFILE"); path != "" {
+		// For profiling a running forwarder (make bench PROFILE=1).
+		if f, err := os.Create(path); err == nil {
+			_ = pprof.StartCPUProfile(f)
+			defer func() { pprof.StopCPUProfile(); f.Close() }()
+		}
+	}
 	creds := keystore.NewCredentials(c.store)
 	reqlog := proxy.NewRequestLog(0)
 	svc, err := proxy.NewService(*cfgPath, *listen, creds, reqlog, c.log)
@@ -201,9 +210,17 @@ func (c *cli) serve(args []string) error {
 	sub := reqlog.Subscribe(4096)
 	defer sub.Close()
 	wg.Go(func() {
+		// Lines that arrive together are written together: one write per
+		// burst rather than one per request.
+		buf := bufio.NewWriter(c.stderr)
+		lines := slog.New(slog.NewTextHandler(buf, nil))
 		for rec := range sub.C {
-			c.log.LogAttrs(context.Background(), slog.LevelInfo, "request", rec.LogAttrs()...)
+			lines.LogAttrs(context.Background(), slog.LevelInfo, "request", rec.LogAttrs()...)
+			if len(sub.C) == 0 {
+				_ = buf.Flush()
+			}
 		}
+		_ = buf.Flush()
 	})
 
 	hup := make(chan os.Signal, 1)

@@ -85,7 +85,7 @@ func (a attempts) RoundTrip(out *http.Request) (*http.Response, error) {
 		}
 		n++
 		st.rec.Attempts = n
-		req, err := attempt(out, st, c.u, c.key)
+		req, err := attempt(out, st, c.u, c.key, n == 1)
 		if err != nil {
 			return nil, err
 		}
@@ -119,13 +119,28 @@ func finish(last *http.Response, lastErr error) (*http.Response, error) {
 
 // attempt is the outbound request for one upstream and key: its URL, a
 // fresh copy of the body, and the key.
-func attempt(out *http.Request, st *forwardState, u *upstreamRT, key Credential) (*http.Request, error) {
-	req, err := rewound(out)
-	if err != nil {
-		return nil, err
-	}
-	if req == out {
-		req = out.Clone(out.Context())
+// The first attempt uses out itself; a later one a copy of it without the
+// credential headers an earlier attempt set, so that no key ever reaches
+// an upstream it is not for.
+func attempt(out *http.Request, st *forwardState, u *upstreamRT, key Credential, first bool) (*http.Request, error) {
+	req := out
+	if !first {
+		var err error
+		if req, err = rewound(out); err != nil {
+			return nil, err
+		}
+		if req == out {
+			req = out.Clone(out.Context())
+		}
+		for _, h := range strippedRequestHeaders {
+			req.Header.Del(h)
+		}
+		for _, up := range st.rt.upstreams {
+			if up.cfg.Auth == AuthHMAC {
+				req.Header.Del(up.cfg.HMACTimestampHeader)
+				req.Header.Del(up.cfg.HMACSignatureHeader)
+			}
+		}
 	}
 	req.URL = u.target(st.rest, st.query)
 	req.Host = ""

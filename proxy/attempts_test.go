@@ -303,3 +303,33 @@ func keyState_(f *Forwarder, label string) string {
 	}
 	return ""
 }
+
+// TestFallbackNeverSeesAnotherUpstreamsKey: after the primary (bearer)
+// fails, the fallback (x-api-key) gets its own key and not the primary's.
+func TestFallbackNeverSeesAnotherUpstreamsKey(t *testing.T) {
+	primary := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.WriteHeader(http.StatusServiceUnavailable)
+	}))
+	defer primary.Close()
+	var seen http.Header
+	fallback := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		seen = r.Header.Clone()
+		w.Write([]byte(`{}`))
+	}))
+	defer fallback.Close()
+	cfg := &Config{Upstreams: []Upstream{
+		{Name: "primary", BaseURL: primary.URL + "/v1", Models: []string{"m"}, Fallback: []string{"backup"}, RetryBackoffCap: "1ms"},
+		{Name: "backup", BaseURL: fallback.URL + "/v1", Auth: AuthXAPIKey},
+	}}
+	cfg.applyDefaults()
+	f := NewForwarder(keyCreds{"primary": keys("primary-key"), "backup": keys("backup-key")}, nil, nil)
+	require.NoError(t, f.Apply(cfg, ""))
+	srv := httptest.NewServer(f)
+	defer srv.Close()
+	res, err := http.Post(srv.URL+"/v1/chat/completions", "application/json", strings.NewReader(`{"model":"m"}`))
+	require.NoError(t, err)
+	res.Body.Close()
+	require.Equal(t, http.StatusOK, res.StatusCode)
+	assert.Equal(t, "backup-key", seen.Get("X-Api-Key"))
+	assert.Empty(t, seen.Get("Authorization"), "the primary's key stays with the primary")
+}

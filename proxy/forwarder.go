@@ -154,6 +154,7 @@ func (f *Forwarder) Apply(cfg *Config, dir string) error {
 			route = "direct (global switch)"
 		}
 		u.route = route
+		u.gate = f.gates.get(uc)
 		rt.upstreams = append(rt.upstreams, u)
 		rt.byName[uc.Name] = u
 	}
@@ -401,7 +402,7 @@ func (f *Forwarder) forward(rt *runtime, w *recorder, r *http.Request, name stri
 	}
 	rec.Upstream, rec.Route = up.cfg.Name, up.route
 
-	release, e := f.gates.get(up.cfg).enter(r.Context(), up.cfg)
+	release, e := up.gate.enter(r.Context(), up.cfg)
 	if e != nil {
 		fail(e)
 		return

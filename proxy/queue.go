@@ -90,7 +90,7 @@ func (f *Forwarder) Queue() []QueueStatus {
 	rt := f.state.Load()
 	out := make([]QueueStatus, 0, len(rt.upstreams))
 	for _, u := range rt.upstreams {
-		gt := f.gates.get(u.cfg)
+		gt := u.gate
 		out = append(out, QueueStatus{Upstream: u.cfg.Name, MaxConcurrent: u.cfg.MaxConcurrent, InFlight: gt.inFlight.Load(), Queued: gt.queued.Load()})
 	}
 	return out

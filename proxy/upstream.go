@@ -31,6 +31,7 @@ type upstreamRT struct {
 	base      *url.URL
 	route     string // what the request log shows: direct, system, proxy URL
 	transport http.RoundTripper
+	gate      *gate // max_concurrent and its queue
 }
 
 func (u *upstreamRT) matches(model string) bool {

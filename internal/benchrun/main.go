@@ -40,6 +40,9 @@ import (
 
 const benchKey = "sk-bench-not-a-real-key"
 
+// profileDir, if set, receives a CPU profile of each gatehouse process.
+var profileDir string
+
 func main() {
 	log.SetFlags(0)
 	if len(os.Args) > 1 {
@@ -63,6 +66,7 @@ func main() {
 	gatehouse := flag.String("gatehouse", "bin/gatehouse", "the gatehouse binary to measure")
 	out := flag.String("out", "bench.json", "where the figures go as JSON")
 	quick := flag.Bool("quick", false, "fewer requests, for a smoke run")
+	flag.StringVar(&profileDir, "profile", "", "write each gatehouse process's CPU profile into this folder")
 	flag.Parse()
 	if err := run(*gatehouse, *out, *quick); err != nil {
 		log.Fatal("benchrun: ", err)
@@ -126,6 +130,9 @@ func startGatehouse(bin, name, dir, cfg string) (*process, error) {
 	}
 	cmd := exec.Command(bin, "serve", "--config", path, "--listen", addr)
 	cmd.Env = append(os.Environ(), "BENCH_KEY="+benchKey, "XDG_CACHE_HOME="+dir)
+	if profileDir != "" {
+		cmd.Env = append(cmd.Env, "GATEHOUSE_CPUPROFILE="+filepath.Join(profileDir, name+".pprof"))
+	}
 	cmd.Stderr = logFile
 	if err := cmd.Start(); err != nil {
 		return nil, err
