@@ -11,7 +11,7 @@ VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 LDFLAGS := -s -w -X main.version=$(VERSION)
 ARGS ?=
 
-.PHONY: run test vet fmt-check build build-headless bench fuzz clean
+.PHONY: run test vet fmt-check build build-headless bench soak fuzz clean
 
 ## run: start Gatehouse (ARGS="serve --config FILE" for the headless forwarder)
 run:
@@ -48,6 +48,14 @@ bench:
 	$(GO) build -o bin/gatehouse .
 	$(GO) run ./internal/benchrun --gatehouse bin/gatehouse --out bench.json
 	$(GO) test -run '^$$' -bench . -benchmem ./...
+
+## soak: mixed traffic through gatehouse serve for SOAK (default 2m) with a
+## proxy stopped and restarted and config reloads; fails on a wrong answer
+## or a leak
+SOAK ?= 2m
+soak:
+	$(GO) build -o bin/gatehouse .
+	$(GO) run ./internal/benchrun --gatehouse bin/gatehouse --soak $(SOAK)
 
 ## fuzz: run the model extraction fuzzer for a minute
 fuzz:

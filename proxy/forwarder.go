@@ -12,6 +12,7 @@ import (
 	"net/http"
 	"net/http/httputil"
 	"net/url"
+	goruntime "runtime"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -269,7 +270,7 @@ func (f *Forwarder) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if r.URL.Path == StatusPath && r.Method == http.MethodGet && isLoopbackHost(clientIP(r)) {
-		f.serveStatus(rw)
+		f.serveStatus(rw, r)
 		return
 	}
 	if e := f.checkToken(rt, r, rec); e != nil {
@@ -279,7 +280,7 @@ func (f *Forwarder) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	switch p := r.URL.Path; {
 	case p == StatusPath && r.Method == http.MethodGet:
-		f.serveStatus(rw)
+		f.serveStatus(rw, r)
 	case p == "/v1/queue" && r.Method == http.MethodGet:
 		f.serveQueue(rw)
 	case p == "/v1/models" && r.Method == http.MethodGet:
@@ -464,13 +465,30 @@ const StatusPath = "/gatehouse/status"
 // FullStatus is what StatusPath answers.
 type FullStatus struct {
 	Status
-	Keys []KeyStatus `json:"keys"`
+	Keys    []KeyStatus  `json:"keys"`
+	Process ProcessStats `json:"process"`
 }
 
-func (f *Forwarder) serveStatus(w http.ResponseWriter) {
+// ProcessStats lets a soak test see leaks: goroutines and live heap.
+type ProcessStats struct {
+	Goroutines int    `json:"goroutines"`
+	HeapBytes  uint64 `json:"heap_bytes"`
+}
+
+// serveStatus answers StatusPath. With ?settle=1 it first drops idle
+// upstream connections and collects garbage, so that the goroutine and heap
+// figures show only what is in use (make soak compares them).
+func (f *Forwarder) serveStatus(w http.ResponseWriter, r *http.Request) {
+	if r.URL.Query().Get("settle") == "1" {
+		f.Close()
+		goruntime.GC()
+	}
+	var ms goruntime.MemStats
+	goruntime.ReadMemStats(&ms)
 	w.Header().Set("Content-Type", "application/json")
 	w.Header().Set("Cache-Control", "no-store")
-	_ = json.NewEncoder(w).Encode(FullStatus{Status: f.Status(), Keys: f.KeyStatus()})
+	_ = json.NewEncoder(w).Encode(FullStatus{Status: f.Status(), Keys: f.KeyStatus(),
+		Process: ProcessStats{Goroutines: goruntime.NumGoroutine(), HeapBytes: ms.HeapAlloc}})
 }
 
 func (f *Forwarder) serveHealth(rt *runtime, w http.ResponseWriter, r *http.Request) {

@@ -67,7 +67,14 @@ func main() {
 	out := flag.String("out", "bench.json", "where the figures go as JSON")
 	quick := flag.Bool("quick", false, "fewer requests, for a smoke run")
 	flag.StringVar(&profileDir, "profile", "", "write each gatehouse process's CPU profile into this folder")
+	soakFor := flag.Duration("soak", 0, "instead of measuring, run mixed traffic this long and check nothing leaks (make soak)")
 	flag.Parse()
+	if *soakFor > 0 {
+		if err := soak(*gatehouse, *soakFor); err != nil {
+			log.Fatal("soak: ", err)
+		}
+		return
+	}
 	if err := run(*gatehouse, *out, *quick); err != nil {
 		log.Fatal("benchrun: ", err)
 	}

@@ -103,6 +103,12 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		s.mu.Unlock()
 	}
 
+	if code, err := strconv.Atoi(r.Header.Get("X-Mock-Status")); err == nil && code >= 400 {
+		w.Header().Set("Content-Type", "application/json")
+		w.WriteHeader(code)
+		fmt.Fprintf(w, `{"error":{"message":"mock was asked for %d","type":"server_error"}}`, code)
+		return
+	}
 	var req request
 	if len(body) > 0 && route != "" {
 		if err := json.Unmarshal(body, &req); err != nil {
