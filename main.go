@@ -18,6 +18,7 @@ import (
 	"runtime/pprof"
 	"sync"
 	"syscall"
+	"time"
 
 	"github.com/gatehouse-app/gatehouse/keystore"
 	"github.com/gatehouse-app/gatehouse/proxy"
@@ -213,9 +214,10 @@ func (c *cli) serve(args []string) error {
 		// Lines that arrive together are written together: one write per
 		// burst rather than one per request.
 		buf := bufio.NewWriter(c.stderr)
-		lines := slog.New(slog.NewTextHandler(buf, nil))
+		var line []byte
 		for rec := range sub.C {
-			lines.LogAttrs(context.Background(), slog.LevelInfo, "request", rec.LogAttrs()...)
+			line = rec.AppendLogLine(line[:0], time.Now())
+			_, _ = buf.Write(line)
 			if len(sub.C) == 0 {
 				_ = buf.Flush()
 			}

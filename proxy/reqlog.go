@@ -1,10 +1,12 @@
 package proxy
 
 import (
-	"log/slog"
+	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
+	"unicode"
 )
 
 // DefaultRequestLogSize is how many records the request log keeps.
@@ -122,35 +124,61 @@ func (s *Subscription) Close() {
 	})
 }
 
-// LogAttrs renders the record for a log line; it holds no secret.
-func (r Record) LogAttrs() []slog.Attr {
-	attrs := []slog.Attr{
-		slog.Uint64("id", r.ID),
-		slog.String("client", r.Client),
-		slog.String("method", r.Method),
-		slog.String("path", r.Path),
-		slog.String("model", r.Model),
-		slog.String("upstream", r.Upstream),
-		slog.String("key", r.Credential),
-		slog.String("route", r.Route),
-		slog.Int("status", r.Status),
-		slog.Duration("ttfb", r.TTFB.Round(time.Millisecond)),
-		slog.Duration("duration", r.Duration.Round(time.Millisecond)),
-		slog.Int64("in", r.BytesIn),
-		slog.Int64("out", r.BytesOut),
-		slog.Bool("stream", r.Stream),
-	}
+// AppendLogLine appends the record as one log line in the key=value form
+// of log/slog's text handler ("time=… level=INFO msg=request id=… …\n"),
+// written directly, since serve writes one for every request. It holds no
+// secret: the key is named by its label.
+func (r Record) AppendLogLine(b []byte, now time.Time) []byte {
+	b = append(b, "time="...)
+	b = now.AppendFormat(b, "2006-01-02T15:04:05.000Z07:00")
+	b = append(b, " level=INFO msg=request id="...)
+	b = strconv.AppendUint(b, r.ID, 10)
+	b = appendField(b, "client", r.Client)
+	b = appendField(b, "method", r.Method)
+	b = appendField(b, "path", r.Path)
+	b = appendField(b, "model", r.Model)
+	b = appendField(b, "upstream", r.Upstream)
+	b = appendField(b, "key", r.Credential)
+	b = appendField(b, "route", r.Route)
+	b = append(b, " status="...)
+	b = strconv.AppendInt(b, int64(r.Status), 10)
+	b = appendField(b, "ttfb", r.TTFB.Round(time.Millisecond).String())
+	b = appendField(b, "duration", r.Duration.Round(time.Millisecond).String())
+	b = append(b, " in="...)
+	b = strconv.AppendInt(b, r.BytesIn, 10)
+	b = append(b, " out="...)
+	b = strconv.AppendInt(b, r.BytesOut, 10)
+	b = append(b, " stream="...)
+	b = strconv.AppendBool(b, r.Stream)
 	if r.PromptTokens > 0 || r.CompletionTokens > 0 {
-		attrs = append(attrs, slog.Int64("prompt_tokens", r.PromptTokens), slog.Int64("completion_tokens", r.CompletionTokens))
+		b = append(b, " prompt_tokens="...)
+		b = strconv.AppendInt(b, r.PromptTokens, 10)
+		b = append(b, " completion_tokens="...)
+		b = strconv.AppendInt(b, r.CompletionTokens, 10)
 	}
 	if r.Attempts > 1 {
-		attrs = append(attrs, slog.Int("attempts", r.Attempts))
+		b = append(b, " attempts="...)
+		b = strconv.AppendInt(b, int64(r.Attempts), 10)
 	}
 	if r.Token != "" {
-		attrs = append(attrs, slog.String("token", r.Token))
+		b = appendField(b, "token", r.Token)
 	}
 	if r.Error != "" {
-		attrs = append(attrs, slog.String("error", r.Error))
+		b = appendField(b, "error", r.Error)
 	}
-	return attrs
+	return append(b, '\n')
+}
+
+// appendField appends " key=value", quoting the value as slog does when it
+// is empty or holds a space, a quote, an equals sign or a control character.
+func appendField(b []byte, key, value string) []byte {
+	b = append(b, ' ')
+	b = append(b, key...)
+	b = append(b, '=')
+	if value == "" || strings.ContainsFunc(value, func(c rune) bool {
+		return c <= ' ' || c == '"' || c == '=' || c == 0x7f || !unicode.IsPrint(c)
+	}) {
+		return strconv.AppendQuote(b, value)
+	}
+	return append(b, value...)
 }

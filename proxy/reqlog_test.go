@@ -2,9 +2,9 @@ package proxy
 
 import (
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/assert"
-	"github.com/stretchr/testify/require"
 )
 
 func TestRequestLogRingKeepsTheLast(t *testing.T) {
@@ -43,14 +43,17 @@ func TestRequestLogSlowSubscriberNeverBlocks(t *testing.T) {
 	live.Close()
 }
 
-func TestRecordLogAttrsHoldNoSecret(t *testing.T) {
-	r := Record{ID: 1, Credential: "env:OPENAI_API_KEY", Error: "boom"}
-	var keys []string
-	for _, a := range r.LogAttrs() {
-		keys = append(keys, a.Key)
-	}
-	require.Contains(t, keys, "key")
-	require.Contains(t, keys, "error")
+func TestRecordLogLine(t *testing.T) {
+	start := time.Date(2026, 11, 22, 4, 0, 0, 0, time.UTC)
+	r := Record{ID: 7, Client: "127.0.0.1:5000", Method: "POST", Path: "/v1/chat/completions", Model: "gpt-4o",
+		Upstream: "openai", Credential: "env:OPENAI_API_KEY", Route: "proxy socks5://me@127.0.0.1:1080", Status: 502,
+		TTFB: 1500 * time.Microsecond, Duration: 2 * time.Second, BytesIn: 17, BytesOut: 260, Stream: true,
+		PromptTokens: 5, CompletionTokens: 3, Attempts: 2, Error: `upstream "openai" could not be reached`}
+	assert.Equal(t, `time=2026-11-22T04:00:00.000Z level=INFO msg=request id=7 client=127.0.0.1:5000 method=POST path=/v1/chat/completions model=gpt-4o upstream=openai key=env:OPENAI_API_KEY route="proxy socks5://me@127.0.0.1:1080" status=502 ttfb=2ms duration=2s in=17 out=260 stream=true prompt_tokens=5 completion_tokens=3 attempts=2 error="upstream \"openai\" could not be reached"`+"\n",
+		string(r.AppendLogLine(nil, start)))
+	line := string(Record{ID: 1, Token: "ide"}.AppendLogLine(nil, start))
+	assert.Contains(t, line, `model="" upstream="" key=""`)
+	assert.Contains(t, line, "token=ide")
 }
 
 func ids(recs []Record) []uint64 {

@@ -164,8 +164,9 @@ func routeTransport(u *Upstream, via, dir string, secrets Credentials) (*http.Tr
 	return t, "proxy " + pu.Redacted(), nil
 }
 
-// Inbound headers that never go upstream: every credential a client may
-// send (the upstream gets its own), and what would reveal the client.
+// Inbound headers that never go upstream, in canonical form: every
+// credential a client may send (the upstream gets its own), and what would
+// reveal the client.
 // Hop-by-hop headers and X-Forwarded-* are removed by ReverseProxy itself.
 var strippedRequestHeaders = []string{
 	"Authorization", "X-Api-Key", "X-Goog-Api-Key", "Api-Key", "Proxy-Authorization",
@@ -206,7 +207,7 @@ func (f *Forwarder) newReverseProxy() *httputil.ReverseProxy {
 			pr.Out.URL = st.up.target(st.rest, st.query)
 			pr.Out.Host = ""
 			for _, h := range strippedRequestHeaders {
-				pr.Out.Header.Del(h)
+				delete(pr.Out.Header, h) // the names are in canonical form
 			}
 		},
 		ModifyResponse: func(res *http.Response) error {

@@ -268,18 +268,26 @@ func truncate(s string, n int) string {
 	return s[:n] + "…"
 }
 
-// usage reads token counts from an event or a plain answer.
+// usage reads token counts from an event or a plain answer: the usage
+// object at the top (chat, plain answers, message_delta), in "message"
+// (message_start) or in "response" (response.completed).
 func (w *watchedBody) usage(data []byte) {
-	set := func(dst *int64, paths ...string) {
-		for _, p := range paths {
-			if v := gjson.GetBytes(data, p); v.Exists() && v.Int() > 0 {
-				*dst = v.Int()
-				return
+	found := gjson.GetManyBytes(data, "usage", "message.usage", "response.usage")
+	for _, u := range found {
+		if !u.IsObject() {
+			continue
+		}
+		for _, f := range [...]struct {
+			dst   *int64
+			names [2]string
+		}{{&w.rec.PromptTokens, [2]string{"prompt_tokens", "input_tokens"}}, {&w.rec.CompletionTokens, [2]string{"completion_tokens", "output_tokens"}}} {
+			for _, name := range f.names {
+				if v := u.Get(name); v.Int() > 0 {
+					*f.dst = v.Int()
+				}
 			}
 		}
 	}
-	set(&w.rec.PromptTokens, "usage.prompt_tokens", "usage.input_tokens", "message.usage.input_tokens", "response.usage.input_tokens")
-	set(&w.rec.CompletionTokens, "usage.completion_tokens", "usage.output_tokens", "response.usage.output_tokens")
 }
 
 // ended checks a finished answer.
