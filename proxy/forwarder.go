@@ -383,9 +383,12 @@ func (f *Forwarder) forward(rt *runtime, w *recorder, r *http.Request, name stri
 		switch {
 		case err == nil:
 			if up = rt.route(model); up == nil {
-				fail(newAPIError(http.StatusNotFound, "model_not_found",
-					fmt.Sprintf("no upstream serves model %q; the configured patterns are %s; add the model to an upstream's models in the config, or call /u/<upstream>/ directly",
-						model, describeUpstreams(rt.upstreams))))
+				msg := fmt.Sprintf("no upstream serves model %q; the configured patterns are %s; add the model to an upstream's models in the config, or call /u/<upstream>/ directly",
+					model, describeUpstreams(rt.upstreams))
+				if len(rt.upstreams) == 0 {
+					msg = fmt.Sprintf("no upstream serves model %q: no upstreams are configured yet; add an [[upstreams]] entry to the config (the README has examples)", model)
+				}
+				fail(newAPIError(http.StatusNotFound, "model_not_found", msg))
 				return
 			}
 		case len(rt.upstreams) == 1:

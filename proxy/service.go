@@ -222,6 +222,9 @@ func (s *Service) Run(ctx context.Context, reload <-chan struct{}) error {
 // the file by renaming another over it, and waits for writes to settle.
 func (s *Service) watch(ctx context.Context, reload <-chan struct{}) {
 	var events <-chan fsnotify.Event
+	// The folder is made if it is missing (as SaveConfig would), so that a
+	// config.toml written there later is noticed.
+	_ = os.MkdirAll(filepath.Dir(s.path), 0o700)
 	w, err := fsnotify.NewWatcher()
 	if err == nil {
 		if err = w.Add(filepath.Dir(s.path)); err == nil {

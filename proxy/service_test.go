@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"context"
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
 	"net/http"
@@ -236,4 +237,24 @@ func TestServiceStartErrors(t *testing.T) {
 	err = svc.Run(context.Background(), nil)
 	require.Error(t, err)
 	assert.Contains(t, err.Error(), "the address is in use")
+}
+
+// TestServiceNoticesAConfigWrittenLater: started with no config (and no
+// folder), the forwarder applies a config.toml the user writes afterwards.
+func TestServiceNoticesAConfigWrittenLater(t *testing.T) {
+	mock := &mockllm.Server{}
+	up := httptest.NewServer(mock)
+	defer up.Close()
+	path := filepath.Join(t.TempDir(), "fresh", "gatehouse", "config.toml")
+	svc, base, stop := startService(t, path, &syncBuffer{}, nil, time.Second)
+	res, err := http.Post(base+"/v1/chat/completions", "application/json", strings.NewReader(`{"model":"m"}`))
+	require.NoError(t, err)
+	body, _ := io.ReadAll(res.Body)
+	res.Body.Close()
+	assert.Equal(t, http.StatusNotFound, res.StatusCode)
+	assert.Contains(t, string(body), "no upstreams are configured yet")
+
+	require.NoError(t, os.WriteFile(path, []byte(fmt.Sprintf("[[upstreams]]\nname = \"up\"\nbase_url = %q\nmodels = [\"m\"]\nauth = \"none\"\n", up.URL+"/v1")), 0o600))
+	eventually(t, "the new file to apply", func() bool { return len(svc.Forwarder.Config().Upstreams) == 1 })
+	require.NoError(t, stop())
 }

@@ -268,9 +268,6 @@ func (b *bufferPool) Get() []byte {
 func (b *bufferPool) Put(buf []byte) { b.p.Put(&buf) }
 
 func describeUpstreams(ups []*upstreamRT) string {
-	if len(ups) == 0 {
-		return "no upstreams are configured; add an [[upstreams]] entry to the config"
-	}
 	var b strings.Builder
 	for i, u := range ups {
 		if i > 0 {
