@@ -62,31 +62,45 @@ func (c *Credentials) Get(name string) (string, error) {
 	return v, err
 }
 
-// Credential implements proxy.Credentials.
+// Credential implements proxy.Credentials: the first key Credentials
+// finds.
 func (c *Credentials) Credential(up *proxy.Upstream) (proxy.Credential, error) {
+	creds, err := c.Credentials(up)
+	if err != nil {
+		return proxy.Credential{}, err
+	}
+	return creds[0], nil
+}
+
+// Credentials implements proxy.KeyLister: every key of the upstream the
+// keychain holds, in config order, then the key_env key. With none, the
+// error says how to add one.
+func (c *Credentials) Credentials(up *proxy.Upstream) ([]proxy.Credential, error) {
+	var out []proxy.Credential
 	var unreachable error
 	for _, label := range up.Keys {
 		v, err := c.Get(KeyName(up.Name, label))
 		if err == nil {
-			return proxy.Credential{Label: label, Secret: v}, nil
-		}
-		if errors.Is(err, ErrUnavailable) {
+			out = append(out, proxy.Credential{Label: label, Secret: v})
+		} else if errors.Is(err, ErrUnavailable) {
 			unreachable = err
 			break
 		}
 	}
 	cred, envErr := c.Env.Credential(up)
 	if envErr == nil {
-		return cred, nil
+		out = append(out, cred)
 	}
 	switch {
+	case len(out) > 0:
+		return out, nil
 	case unreachable != nil:
-		return proxy.Credential{}, fmt.Errorf("%w for upstream %q: %v; or export %s", proxy.ErrNoCredential, up.Name, unreachable, envName(up))
+		return nil, fmt.Errorf("%w for upstream %q: %v; or export %s", proxy.ErrNoCredential, up.Name, unreachable, envName(up))
 	case len(up.Keys) > 0:
-		return proxy.Credential{}, fmt.Errorf("%w for upstream %q: the keychain holds none of its keys (%s); add one with `gatehouse key add %s --label %s`",
+		return nil, fmt.Errorf("%w for upstream %q: the keychain holds none of its keys (%s); add one with `gatehouse key add %s --label %s`",
 			proxy.ErrNoCredential, up.Name, strings.Join(up.Keys, ", "), up.Name, up.Keys[0])
 	}
-	return proxy.Credential{}, envErr
+	return nil, envErr
 }
 
 func envName(up *proxy.Upstream) string {
@@ -112,31 +126,4 @@ func (c *Credentials) ProxyPassword(userHost string) (string, error) {
 		return "", fmt.Errorf("no password for %s in the keychain; store it with `gatehouse proxy-password set URL`", userHost)
 	}
 	return pw, err
-}
-
-// Credentials implements proxy.KeyLister: every key of the upstream the
-// keychain holds, in config order, then the key_env key.
-func (c *Credentials) Credentials(up *proxy.Upstream) ([]proxy.Credential, error) {
-	var out []proxy.Credential
-	var unreachable error
-	for _, label := range up.Keys {
-		v, err := c.Get(KeyName(up.Name, label))
-		if err == nil {
-			out = append(out, proxy.Credential{Label: label, Secret: v})
-		} else if errors.Is(err, ErrUnavailable) {
-			unreachable = err
-			break
-		}
-	}
-	if cred, err := c.Env.Credential(up); err == nil {
-		out = append(out, cred)
-	}
-	if len(out) > 0 {
-		return out, nil
-	}
-	_, err := c.Credential(up) // the same explanation a single key gets
-	if err == nil && unreachable != nil {
-		err = unreachable
-	}
-	return nil, err
 }
