@@ -46,18 +46,24 @@ func (a attempts) RoundTrip(out *http.Request) (*http.Response, error) {
 	}
 	var cands []candidate
 	var lastErr error
-	for _, u := range append([]*upstreamRT{st.up}, st.rt.fallbacks(primary)...) {
+	add := func(u *upstreamRT) {
 		keys, err := a.f.keysFor(u.cfg)
 		if err != nil {
 			lastErr = err
-			continue
+			return
 		}
 		for _, k := range keys {
 			cands = append(cands, candidate{u, k})
 		}
 	}
+	add(st.up)
+	for _, name := range primary.Fallback {
+		if u := st.rt.byName[name]; u != nil {
+			add(u)
+		}
+	}
 	var last *http.Response
-	unreachable := map[*upstreamRT]bool{}
+	var unreachable map[*upstreamRT]bool // made on the first failure
 	pos := 0
 	next := func() (candidate, bool) {
 		for range len(cands) {
@@ -95,6 +101,9 @@ func (a attempts) RoundTrip(out *http.Request) (*http.Response, error) {
 		if err != nil {
 			if ctx.Err() != nil {
 				return nil, err
+			}
+			if unreachable == nil {
+				unreachable = map[*upstreamRT]bool{}
 			}
 			lastErr, unreachable[c.u] = err, true // another key will not reach it either
 			continue

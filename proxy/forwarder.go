@@ -194,17 +194,6 @@ func (f *Forwarder) Close() {
 	}
 }
 
-// fallbacks are the upstreams named by up's fallback, in order.
-func (rt *runtime) fallbacks(up *Upstream) []*upstreamRT {
-	var out []*upstreamRT
-	for _, name := range up.Fallback {
-		if u := rt.byName[name]; u != nil {
-			out = append(out, u)
-		}
-	}
-	return out
-}
-
 // route returns the first upstream whose patterns match model.
 func (rt *runtime) route(model string) *upstreamRT {
 	for _, u := range rt.upstreams {
