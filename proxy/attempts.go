@@ -133,6 +133,16 @@ func finish(last *http.Response, lastErr error) (*http.Response, error) {
 // an upstream it is not for.
 func attempt(out *http.Request, st *forwardState, u *upstreamRT, key Credential, first bool) (*http.Request, error) {
 	req := out
+	if first && out.GetBody != nil && out.Body != nil {
+		// The reverse proxy hides the body behind a wrapper of its own;
+		// the body as it is in memory lets the transport send it in the
+		// same write as the headers (one packet, not two).
+		body, err := out.GetBody()
+		if err != nil {
+			return nil, err
+		}
+		req.Body = body
+	}
 	if !first {
 		var err error
 		if req, err = rewound(out); err != nil {

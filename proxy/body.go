@@ -8,6 +8,7 @@ import (
 	"mime"
 	"mime/multipart"
 	"net/http"
+	"strings"
 	"unicode/utf8"
 
 	"github.com/tidwall/gjson"
@@ -49,8 +50,10 @@ func extractModel(contentType string, body []byte) (string, error) {
 	if len(body) == 0 {
 		return "", errNoModel
 	}
-	if mediaType, params, err := mime.ParseMediaType(contentType); err == nil && mediaType == "multipart/form-data" {
-		return multipartModel(body, params["boundary"])
+	if len(contentType) >= 10 && strings.EqualFold(contentType[:10], "multipart/") {
+		if mediaType, params, err := mime.ParseMediaType(contentType); err == nil && mediaType == "multipart/form-data" {
+			return multipartModel(body, params["boundary"])
+		}
 	}
 	res := gjson.GetBytes(body, "model")
 	switch {

@@ -313,7 +313,7 @@ func (f *Forwarder) finish(rw *recorder, r *http.Request) {
 		f.reqlog.Add(*rec)
 	}
 	if b := f.usage.Load(); b != nil {
-		b.Add(*rec)
+		b.Add(rec)
 	}
 	if p != nil {
 		panic(p)

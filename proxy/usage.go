@@ -35,6 +35,11 @@ type UsageBook struct {
 	mu    sync.Mutex
 	rows  map[[3]string]*UsageTotal // day, upstream, model
 	dirty bool
+	today struct { // the last day named, so Add formats a date once a day
+		y, d int
+		m    time.Month
+		name string
+	}
 }
 
 // DefaultUsagePath is usage.json in the user's cache folder.
@@ -73,13 +78,18 @@ func OpenUsageBook(path string) (*UsageBook, error) {
 }
 
 // Add counts a finished request.
-func (b *UsageBook) Add(rec Record) {
+func (b *UsageBook) Add(rec *Record) {
 	if rec.Upstream == "" {
 		return
 	}
-	key := [3]string{rec.Start.Local().Format(time.DateOnly), rec.Upstream, rec.Model}
+	local := rec.Start.Local()
+	y, m, d := local.Date()
 	b.mu.Lock()
 	defer b.mu.Unlock()
+	if day := &b.today; day.y != y || day.m != m || day.d != d || day.name == "" {
+		day.y, day.m, day.d, day.name = y, m, d, local.Format(time.DateOnly)
+	}
+	key := [3]string{b.today.name, rec.Upstream, rec.Model}
 	t := b.rows[key]
 	if t == nil {
 		t = &UsageTotal{Day: key[0], Upstream: key[1], Model: key[2]}

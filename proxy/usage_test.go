@@ -15,11 +15,11 @@ func TestUsageBook(t *testing.T) {
 	b, err := OpenUsageBook(path)
 	require.NoError(t, err)
 	now := time.Now()
-	b.Add(Record{Start: now, Upstream: "openai", Model: "gpt-4o", PromptTokens: 10, CompletionTokens: 5})
-	b.Add(Record{Start: now, Upstream: "openai", Model: "gpt-4o", PromptTokens: 1, CompletionTokens: 2})
-	b.Add(Record{Start: now.AddDate(0, 0, -1), Upstream: "anthropic", Model: "claude", PromptTokens: 7})
-	b.Add(Record{Start: now.AddDate(0, 0, -45), Upstream: "openai", Model: "old"})
-	b.Add(Record{Start: now, Path: "/v2/x"}) // no upstream: not counted
+	b.Add(&Record{Start: now, Upstream: "openai", Model: "gpt-4o", PromptTokens: 10, CompletionTokens: 5})
+	b.Add(&Record{Start: now, Upstream: "openai", Model: "gpt-4o", PromptTokens: 1, CompletionTokens: 2})
+	b.Add(&Record{Start: now.AddDate(0, 0, -1), Upstream: "anthropic", Model: "claude", PromptTokens: 7})
+	b.Add(&Record{Start: now.AddDate(0, 0, -45), Upstream: "openai", Model: "old"})
+	b.Add(&Record{Start: now, Path: "/v2/x"}) // no upstream: not counted
 	require.NoError(t, b.Save(now))
 
 	st, err := os.Stat(path)

@@ -268,26 +268,34 @@ func truncate(s string, n int) string {
 	return s[:n] + "…"
 }
 
-// usage reads token counts from an event or a plain answer: the usage
-// object at the top (chat, plain answers, message_delta), in "message"
-// (message_start) or in "response" (response.completed).
+// usage reads token counts from an event: the usage object at the top
+// (chat, message_delta), in "message" (message_start) or in "response"
+// (response.completed).
 func (w *watchedBody) usage(data []byte) {
-	found := gjson.GetManyBytes(data, "usage", "message.usage", "response.usage")
-	for _, u := range found {
-		if !u.IsObject() {
-			continue
-		}
-		for _, f := range [...]struct {
-			dst   *int64
-			names [2]string
-		}{{&w.rec.PromptTokens, [2]string{"prompt_tokens", "input_tokens"}}, {&w.rec.CompletionTokens, [2]string{"completion_tokens", "output_tokens"}}} {
-			for _, name := range f.names {
-				if v := u.Get(name); v.Int() > 0 {
-					*f.dst = v.Int()
-				}
+	for _, u := range gjson.GetManyBytes(data, "usage", "message.usage", "response.usage") {
+		w.usageObject(u)
+	}
+}
+
+// usageObject reads the token counts of one usage object, in OpenAI's
+// names or Anthropic's.
+func (w *watchedBody) usageObject(u gjson.Result) {
+	if !u.IsObject() {
+		return
+	}
+	u.ForEach(func(k, v gjson.Result) bool {
+		switch k.Str {
+		case "prompt_tokens", "input_tokens":
+			if n := v.Int(); n > 0 {
+				w.rec.PromptTokens = n
+			}
+		case "completion_tokens", "output_tokens":
+			if n := v.Int(); n > 0 {
+				w.rec.CompletionTokens = n
 			}
 		}
-	}
+		return true
+	})
 }
 
 // ended checks a finished answer.
@@ -296,8 +304,7 @@ func (w *watchedBody) ended() {
 		// The usage object near the end of a plain answer.
 		if i := bytes.LastIndex(w.tail, []byte(`"usage"`)); i >= 0 {
 			if j := bytes.IndexByte(w.tail[i:], '{'); j >= 0 {
-				obj := gjson.ParseBytes(w.tail[i+j:]).Raw
-				w.usage([]byte(`{"usage":` + obj + `}`))
+				w.usageObject(gjson.ParseBytes(w.tail[i+j:]))
 			}
 		}
 		return
