@@ -175,6 +175,9 @@ func (c *cli) parse(fs *flag.FlagSet, cfgPath *string, args []string, nargs int,
 	return pos, nil
 }
 
+// logPause is how long serve's request log writer rests after a write.
+const logPause = 20 * time.Millisecond
+
 // serve runs the forwarder until SIGINT or SIGTERM; SIGHUP reloads the
 // config. Each request is logged as one line on stderr.
 func (c *cli) serve(args []string) error {
@@ -211,8 +214,10 @@ func (c *cli) serve(args []string) error {
 	sub := reqlog.Subscribe(4096)
 	defer sub.Close()
 	wg.Go(func() {
-		// Lines that arrive together are written together: one write per
-		// burst rather than one per request.
+		// A line is written as soon as its request ends; then the writer
+		// rests for logPause while the next lines queue up, so a busy
+		// forwarder writes (and wakes this goroutine) once per pause rather
+		// than once per request.
 		buf := bufio.NewWriter(c.stderr)
 		var line []byte
 		for rec := range sub.C {
@@ -220,6 +225,7 @@ func (c *cli) serve(args []string) error {
 			_, _ = buf.Write(line)
 			if len(sub.C) == 0 {
 				_ = buf.Flush()
+				time.Sleep(logPause)
 			}
 		}
 		_ = buf.Flush()
