@@ -461,10 +461,20 @@ type FullStatus struct {
 	Process ProcessStats `json:"process"`
 }
 
-// ProcessStats lets a soak test see leaks: goroutines and live heap.
+// ProcessStats lets a soak test see leaks (goroutines and live heap) and a
+// benchmark count allocations (objects and bytes since the start).
 type ProcessStats struct {
 	Goroutines int    `json:"goroutines"`
 	HeapBytes  uint64 `json:"heap_bytes"`
+	Mallocs    uint64 `json:"mallocs"`
+	AllocBytes uint64 `json:"alloc_bytes"`
+}
+
+// ReadProcessStats reads this process's figures.
+func ReadProcessStats() ProcessStats {
+	var ms goruntime.MemStats
+	goruntime.ReadMemStats(&ms)
+	return ProcessStats{Goroutines: goruntime.NumGoroutine(), HeapBytes: ms.HeapAlloc, Mallocs: ms.Mallocs, AllocBytes: ms.TotalAlloc}
 }
 
 // serveStatus answers StatusPath. With ?settle=1 it first drops idle
@@ -475,12 +485,9 @@ func (f *Forwarder) serveStatus(w http.ResponseWriter, r *http.Request) {
 		f.Close()
 		goruntime.GC()
 	}
-	var ms goruntime.MemStats
-	goruntime.ReadMemStats(&ms)
 	w.Header().Set("Content-Type", "application/json")
 	w.Header().Set("Cache-Control", "no-store")
-	_ = json.NewEncoder(w).Encode(FullStatus{Status: f.Status(), Keys: f.KeyStatus(),
-		Process: ProcessStats{Goroutines: goruntime.NumGoroutine(), HeapBytes: ms.HeapAlloc}})
+	_ = json.NewEncoder(w).Encode(FullStatus{Status: f.Status(), Keys: f.KeyStatus(), Process: ReadProcessStats()})
 }
 
 func (f *Forwarder) serveHealth(rt *runtime, w http.ResponseWriter, r *http.Request) {
