@@ -470,8 +470,8 @@ type ProcessStats struct {
 	AllocBytes uint64 `json:"alloc_bytes"`
 }
 
-// ReadProcessStats reads this process's figures.
-func ReadProcessStats() ProcessStats {
+// readProcessStats reads this process's figures.
+func readProcessStats() ProcessStats {
 	var ms goruntime.MemStats
 	goruntime.ReadMemStats(&ms)
 	return ProcessStats{Goroutines: goruntime.NumGoroutine(), HeapBytes: ms.HeapAlloc, Mallocs: ms.Mallocs, AllocBytes: ms.TotalAlloc}
@@ -487,7 +487,7 @@ func (f *Forwarder) serveStatus(w http.ResponseWriter, r *http.Request) {
 	}
 	w.Header().Set("Content-Type", "application/json")
 	w.Header().Set("Cache-Control", "no-store")
-	_ = json.NewEncoder(w).Encode(FullStatus{Status: f.Status(), Keys: f.KeyStatus(), Process: ReadProcessStats()})
+	_ = json.NewEncoder(w).Encode(FullStatus{Status: f.Status(), Keys: f.KeyStatus(), Process: readProcessStats()})
 }
 
 func (f *Forwarder) serveHealth(rt *runtime, w http.ResponseWriter, r *http.Request) {

@@ -4,9 +4,9 @@
 // machine is that day), then writes the figures as JSON.
 //
 // Every server runs in its own process so that its CPU time and memory
-// can be read from /proc: the mock upstream, the floor (a bare
-// httputil.ReverseProxy that only sets the key, this program in "floor"
-// mode) and `gatehouse serve` with a realistic config. The load comes from
+// can be read from /proc: the mock upstream (this program in "mock" mode),
+// the floor (internal/benchfloor, a bare httputil.ReverseProxy that only
+// sets the key) and `gatehouse serve` with a realistic config. The load comes from
 // this process, over loopback only.
 package main
 
@@ -20,8 +20,6 @@ import (
 	"log"
 	"net"
 	"net/http"
-	"net/http/httputil"
-	"net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -45,32 +43,8 @@ var profileDir string
 
 func main() {
 	log.SetFlags(0)
-	if len(os.Args) > 1 {
-		switch os.Args[1] {
-		case "mock":
-			serve(&mockllm.Server{NoRecord: true})
-		case "floor":
-			target, err := url.Parse(os.Args[2])
-			if err != nil {
-				log.Fatal(err)
-			}
-			rp := &httputil.ReverseProxy{
-				Transport: &http.Transport{MaxIdleConnsPerHost: 256},
-				Rewrite: func(pr *httputil.ProxyRequest) {
-					pr.SetURL(target)
-					pr.Out.Header.Set("Authorization", "Bearer "+benchKey)
-				},
-			}
-			// The floor answers the same allocation counters as gatehouse
-			// serve, at the same path; everything else is the bare proxy.
-			serve(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-				if r.URL.Path == proxy.StatusPath {
-					_ = json.NewEncoder(w).Encode(proxy.FullStatus{Process: proxy.ReadProcessStats()})
-					return
-				}
-				rp.ServeHTTP(w, r)
-			}))
-		}
+	if len(os.Args) > 1 && os.Args[1] == "mock" {
+		serve(&mockllm.Server{NoRecord: true})
 	}
 	gatehouse := flag.String("gatehouse", "bin/gatehouse", "the gatehouse binary to measure")
 	out := flag.String("out", "bench.json", "where the figures go as JSON")
@@ -132,19 +106,6 @@ func start(name, bin string, args ...string) (*process, error) {
 		return nil, fmt.Errorf("%s did not start: %w", name, err)
 	}
 	return &process{name: name, cmd: cmd, url: "http://" + strings.TrimSpace(addr)}, nil
-}
-
-// copyExecutable copies this program to path.
-func copyExecutable(path string) error {
-	self, err := os.Executable()
-	if err != nil {
-		return err
-	}
-	data, err := os.ReadFile(self)
-	if err != nil {
-		return err
-	}
-	return os.WriteFile(path, data, 0o700)
 }
 
 // startGatehouse runs `gatehouse serve` with cfg; its one log line per
@@ -623,14 +584,12 @@ func run(bin, out string, quick bool) error {
 		return err
 	}
 	defer mock.stop()
-	// The floor runs from a copy of this program: run from the same file,
-	// it would share its machine code (net/http above all) in the CPU's
-	// caches with the mock and the load, which gatehouse cannot.
-	floorBin := filepath.Join(dir, "floor")
-	if err := copyExecutable(floorBin); err != nil {
-		return err
+	// The floor is a program of its own (see internal/benchfloor).
+	floorBin := filepath.Join(dir, "benchfloor")
+	if out, err := exec.Command("go", "build", "-o", floorBin, "github.com/gatehouse-app/gatehouse/internal/benchfloor").CombinedOutput(); err != nil {
+		return fmt.Errorf("building the floor: %w\n%s", err, out)
 	}
-	floor, err := start("floor", floorBin, "floor", mock.url)
+	floor, err := start("floor", floorBin, mock.url, benchKey)
 	if err != nil {
 		return err
 	}
