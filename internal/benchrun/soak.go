@@ -29,7 +29,7 @@ func soak(bin string, duration time.Duration) error {
 		return err
 	}
 	defer os.RemoveAll(dir)
-	mock, err := startSelf("mock", "mock")
+	mock, err := startMock(dir)
 	if err != nil {
 		return err
 	}
