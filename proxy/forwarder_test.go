@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -429,4 +430,36 @@ func TestModelsMergesUpstreams(t *testing.T) {
 	assert.Equal(t, want, ids())
 	assert.Equal(t, 1, openai.Hits("/models"), "the list is cached")
 	assert.Equal(t, 1, anth.Hits("/models"))
+}
+
+// writeCounter counts the writes made on the connections it dials.
+type writeCounter struct {
+	net.Conn
+	writes *atomic.Int64
+}
+
+func (c writeCounter) Write(p []byte) (int, error) {
+	c.writes.Add(1)
+	return c.Conn.Write(p)
+}
+
+// TestRequestGoesUpstreamInOneWrite: the headers and the body of a request
+// leave in one write, so the upstream gets them in one packet; the reverse
+// proxy's own wrapper around the body would make it two.
+func TestRequestGoesUpstreamInOneWrite(t *testing.T) {
+	up := httptest.NewServer(&mockllm.Server{})
+	defer up.Close()
+	h := newHarness(t, &Config{Upstreams: []Upstream{{Name: "openai", BaseURL: up.URL + "/v1", Models: []string{"gpt-*"}, KeyEnv: "TEST_OPENAI_KEY"}}})
+	var writes atomic.Int64
+	tr := h.fwd.state.Load().byName["openai"].transport.(*http.Transport)
+	tr.DialContext = func(ctx context.Context, network, addr string) (net.Conn, error) {
+		c, err := (&net.Dialer{}).DialContext(ctx, network, addr)
+		return writeCounter{c, &writes}, err
+	}
+	for i := range 3 { // a new connection, then a kept-alive one
+		before := writes.Load()
+		res, _ := h.do(t, http.MethodPost, "/v1/chat/completions", `{"model":"gpt-4o","messages":[{"role":"user","content":"hi"}]}`, nil)
+		require.Equal(t, http.StatusOK, res.StatusCode)
+		assert.Equal(t, int64(1), writes.Load()-before, "request %d", i)
+	}
 }
