@@ -221,7 +221,7 @@ func (c *cli) serve(args []string) error {
 		buf := bufio.NewWriter(c.stderr)
 		var line []byte
 		for rec := range sub.C {
-			line = rec.AppendLogLine(line[:0], time.Now())
+			line = rec.AppendLogLine(line[:0], rec.Start.Add(rec.Duration)) // stamped when the request ended
 			_, _ = buf.Write(line)
 			if len(sub.C) == 0 {
 				_ = buf.Flush()
