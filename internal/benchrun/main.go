@@ -637,30 +637,24 @@ check_url = "%[2]s/v1/models"
 interval = "1m"
 `, hash, mock.url, via, socksA.URL, socksB.URL)
 	}
-	gh, err := startGatehouse(bin, "gatehouse", dir, realistic("direct"))
-	if err != nil {
-		return err
-	}
-	defer gh.stop()
-	ghPool, err := startGatehouse(bin, "gatehouse-pool", dir, realistic("pool:bench"))
-	if err != nil {
-		return err
-	}
-	defer ghPool.stop()
-	ghSocks, err := startGatehouse(bin, "gatehouse-socks5", dir, realistic(socksA.URL))
-	if err != nil {
-		return err
-	}
-	defer ghSocks.stop()
-	idle := gh.rss()
-
 	targets := []target{
 		{name: "direct to the mock", url: mock.url},
 		{name: "floor: bare ReverseProxy", url: floor.url, server: floor},
-		{name: "gatehouse serve", url: gh.url, token: tok, server: gh},
-		{name: "gatehouse, pool of 2 SOCKS5", url: ghPool.url, token: tok, server: ghPool},
-		{name: "gatehouse, one SOCKS5 hop", url: ghSocks.url, token: tok, server: ghSocks},
 	}
+	for _, g := range []struct{ name, process, via string }{
+		{"gatehouse serve", "gatehouse", "direct"},
+		{"gatehouse, pool of 2 SOCKS5", "gatehouse-pool", "pool:bench"},
+		{"gatehouse, one SOCKS5 hop", "gatehouse-socks5", socksA.URL},
+	} {
+		p, err := startGatehouse(bin, g.process, dir, realistic(g.via))
+		if err != nil {
+			return err
+		}
+		defer p.stop()
+		targets = append(targets, target{name: g.name, url: p.url, token: tok, server: p})
+	}
+	idle := targets[2].server.rss()
+
 	// The open-loop rate is half of what the floor sustains.
 	for _, t := range targets {
 		if _, err := once(t); err != nil {
