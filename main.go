@@ -194,19 +194,10 @@ func (c *cli) serve(args []string) error {
 			defer func() { pprof.StopCPUProfile(); f.Close() }()
 		}
 	}
-	creds := keystore.NewCredentials(c.store)
 	reqlog := proxy.NewRequestLog(0)
-	svc, err := proxy.NewService(*cfgPath, *listen, creds, reqlog, c.log)
+	svc, err := c.newService(*cfgPath, *listen, reqlog)
 	if err != nil {
 		return err
-	}
-	c.warnIfKeychainUnreachable(svc.Forwarder.Config())
-	if path, err := proxy.DefaultUsagePath(); err == nil {
-		book, err := proxy.OpenUsageBook(path)
-		if err != nil {
-			c.log.Warn("usage totals", "err", err)
-		}
-		svc.Usage = book
 	}
 
 	var wg sync.WaitGroup
@@ -252,6 +243,24 @@ func (c *cli) serve(args []string) error {
 		}
 	})
 	return svc.Run(runCtx, reload)
+}
+
+// newService makes the forwarder's service with the keychain's credentials
+// and the usage totals; serve and the desktop app both run one.
+func (c *cli) newService(cfgPath, listen string, reqlog *proxy.RequestLog) (*proxy.Service, error) {
+	svc, err := proxy.NewService(cfgPath, listen, keystore.NewCredentials(c.store), reqlog, c.log)
+	if err != nil {
+		return nil, err
+	}
+	c.warnIfKeychainUnreachable(svc.Forwarder.Config())
+	if path, err := proxy.DefaultUsagePath(); err == nil {
+		book, err := proxy.OpenUsageBook(path)
+		if err != nil {
+			c.log.Warn("usage totals", "err", err)
+		}
+		svc.Usage = book
+	}
+	return svc, nil
 }
 
 // warnIfKeychainUnreachable tells at start when keys are configured but the

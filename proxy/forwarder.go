@@ -38,6 +38,7 @@ type Forwarder struct {
 	keys     keyStates
 	gates    gates
 	usage    atomic.Pointer[UsageBook]
+	paused   atomic.Bool
 
 	mu           sync.Mutex                 // serialises Apply
 	transports   map[string]*http.Transport // by route and tlsKey
@@ -265,6 +266,11 @@ func (f *Forwarder) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if e := f.checkToken(rt, r, rec); e != nil {
 		rec.Error = e.Message
 		writeAPIError(rw, e)
+		return
+	}
+	if f.paused.Load() && r.URL.Path != StatusPath {
+		rec.Error = errPaused.Message
+		writeAPIError(rw, errPaused)
 		return
 	}
 	switch p := r.URL.Path; {

@@ -163,17 +163,28 @@ func (f *Forwarder) CheckNow(ctx context.Context) {
 // each pool.
 type Status struct {
 	Direct bool          `json:"direct"`
+	Paused bool          `json:"paused"`
 	Pools  []pool.Status `json:"pools"`
 }
 
 // Status is a snapshot of the pools, in config order.
 func (f *Forwarder) Status() Status {
 	rt := f.state.Load()
-	s := Status{Direct: rt.cfg.Direct}
+	s := Status{Direct: rt.cfg.Direct, Paused: f.paused.Load()}
 	for _, pc := range rt.cfg.Pools {
 		s.Pools = append(s.Pools, rt.pools[pc.Name].Status())
 	}
 	return s
+}
+
+// Pool is the pool named name in the snapshot, or a zero Status.
+func (s Status) Pool(name string) pool.Status {
+	for _, p := range s.Pools {
+		if p.Name == name {
+			return p
+		}
+	}
+	return pool.Status{}
 }
 
 // Subscribe returns a channel that receives a value whenever the status

@@ -49,6 +49,8 @@ type RequestLog struct {
 	next int  // where the next record goes
 	full bool // the ring has wrapped
 	subs map[*Subscription]struct{}
+
+	minutes [activityMinutes]minuteCount // for Activity
 }
 
 // Subscription receives records as they are added.
@@ -78,6 +80,7 @@ func (l *RequestLog) Add(r Record) {
 	if l.next == len(l.ring) {
 		l.next, l.full = 0, true
 	}
+	l.count(&r)
 	for s := range l.subs {
 		select {
 		case s.c <- r:

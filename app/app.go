@@ -1,0 +1,181 @@
+// Package app is Gatehouse's desktop app: the window, its sections and the
+// tray menu. It is the GUI only: it reads snapshots of proxy.Service,
+// listens for changes and sends commands; forwarding lives in proxy/.
+// Widgets change only on Fyne's thread (fyne.Do from other goroutines).
+// It never imports Fyne's app driver, so its tests run on Fyne's test
+// driver with no display; main builds the fyne.App and calls Run.
+package app
+
+import (
+	"context"
+	"log/slog"
+	"sync"
+	"time"
+
+	"fyne.io/fyne/v2"
+	"fyne.io/fyne/v2/container"
+	"fyne.io/fyne/v2/dialog"
+	"fyne.io/fyne/v2/lang"
+
+	"github.com/gatehouse-app/gatehouse/proxy"
+)
+
+// Options are what main hands the app.
+type Options struct {
+	ConfigPath string
+	Listen     string // the --listen override, or ""
+	RequestLog *proxy.RequestLog
+	// NewService makes the forwarder's service from the config file; it
+	// fails while the file has a mistake, and is called again until the
+	// file is fixed.
+	NewService func() (*proxy.Service, error)
+	// Show gets a value when another start of Gatehouse asks for the window.
+	Show <-chan struct{}
+	Log  *slog.Logger
+}
+
+// Run shows the window and the tray, runs the forwarder, and returns once
+// the user chose Quit and the forwarder has stopped (open requests get
+// ShutdownGrace).
+func Run(a fyne.App, o Options) error {
+	if o.Log == nil {
+		o.Log = slog.New(slog.DiscardHandler)
+	}
+	if err := loadTranslations(); err != nil {
+		o.Log.Warn("translations", "err", err)
+	}
+	b := newBackend(o)
+	ctx, cancel := context.WithCancel(context.Background())
+	u := newUI(a, b)
+	u.quit = func() {
+		cancel() // no more widget updates from here on
+		a.Quit()
+	}
+	a.Lifecycle().SetOnStopped(cancel) // also when a signal ends the app
+
+	var wg sync.WaitGroup
+	wg.Go(func() { b.run(ctx) })
+	wg.Go(func() { u.loop(ctx) })
+	wg.Go(func() { u.requests.run(ctx) })
+	wg.Go(func() {
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-o.Show:
+				fyne.Do(u.showWindow)
+			}
+		}
+	})
+	u.window.Show()
+	a.Run()
+	cancel()
+	o.Log.Info("stopping; letting open requests finish", "grace", ShutdownGrace)
+	wg.Wait()
+	return nil
+}
+
+// ui is the window and the tray.
+type ui struct {
+	app     fyne.App
+	backend *backend
+	window  fyne.Window
+	tray    *tray
+	quit    func()
+
+	overview *overview
+	requests *requests
+	proxies  *proxies
+	notes    notifier
+
+	last Snapshot
+}
+
+func newUI(a fyne.App, b *backend) *ui {
+	u := &ui{app: a, backend: b, quit: a.Quit}
+	u.window = a.NewWindow("Gatehouse")
+	u.window.Resize(fyne.NewSize(1280, 800))
+	u.overview = newOverview(u)
+	u.requests = newRequests(u, b.opts.RequestLog)
+	u.proxies = newProxies(u)
+	tabs := container.NewAppTabs(
+		container.NewTabItem(lang.L("Overview"), u.overview.content),
+		container.NewTabItem(lang.L("Requests"), u.requests.content),
+		container.NewTabItem(lang.L("Proxies"), u.proxies.content),
+	)
+	tabs.SetTabLocation(container.TabLocationLeading)
+	u.window.SetContent(tabs)
+	quit := fyne.NewMenuItem(lang.L("Quit"), func() { u.quit() })
+	quit.IsQuit = true
+	u.window.SetMainMenu(fyne.NewMainMenu(fyne.NewMenu(lang.L("Gatehouse"), quit)))
+	u.window.SetCloseIntercept(u.window.Hide) // the app lives on in the tray
+	u.tray = newTray(u)
+	u.apply(b.snapshot(time.Now()))
+	return u
+}
+
+// loop redraws from a fresh snapshot whenever something changed, at most
+// every refreshEvery however many requests end.
+func (u *ui) loop(ctx context.Context) {
+	changed := make(chan struct{}, 1)
+	go u.backend.watch(ctx, changed)
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-changed:
+		}
+		snap := u.backend.snapshot(time.Now())
+		fyne.Do(func() {
+			if ctx.Err() == nil {
+				u.apply(snap)
+			}
+		})
+		if !sleepCtx(ctx, refreshEvery) {
+			return
+		}
+	}
+}
+
+// refreshEvery bounds how often the window and the tray redraw.
+const refreshEvery = 250 * time.Millisecond
+
+// apply shows s everywhere. On Fyne's thread.
+func (u *ui) apply(s Snapshot) {
+	for _, n := range u.notes.changes(u.last, s) {
+		u.app.SendNotification(fyne.NewNotification(n.title, n.body))
+	}
+	u.last = s
+	u.overview.apply(s)
+	u.proxies.apply(s)
+	u.tray.apply(s)
+}
+
+func (u *ui) showWindow() {
+	u.window.Show()
+	u.window.RequestFocus()
+}
+
+// act runs a command off Fyne's thread (it may save the config) and shows
+// its error, if any, in the window.
+func (u *ui) act(fn func(*proxy.Service) error) {
+	go func() {
+		if err := u.backend.with(fn); err != nil {
+			fyne.Do(func() { u.showError(err) })
+		}
+		u.backend.notify()
+	}()
+}
+
+func (u *ui) showError(err error) {
+	u.showWindow()
+	dialog.ShowError(err, u.window)
+}
+
+func (u *ui) copy(text string) {
+	u.app.Clipboard().SetContent(text)
+}
+
+func (u *ui) setPaused(on bool) {
+	u.act(func(s *proxy.Service) error { s.Forwarder.SetPaused(on); return nil })
+}

@@ -1,0 +1,358 @@
+package app
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"fyne.io/fyne/v2"
+	"fyne.io/fyne/v2/container"
+	"fyne.io/fyne/v2/dialog"
+	"fyne.io/fyne/v2/lang"
+	"fyne.io/fyne/v2/theme"
+	"fyne.io/fyne/v2/widget"
+
+	"github.com/gatehouse-app/gatehouse/proxy"
+)
+
+// maxRows is how many requests the section keeps, newest first.
+const maxRows = 1000
+
+// batchEvery is how often new requests are added to the table: at 200
+// requests a second the table redraws five times a second, not 200.
+const batchEvery = 200 * time.Millisecond
+
+// requests is the live request log as a table.
+type requests struct {
+	u   *ui
+	log *proxy.RequestLog
+	sub *proxy.Subscription
+
+	content fyne.CanvasObject
+	table   *widget.Table
+	filter  *widget.Entry
+	failed  *widget.Check
+	paused  *widget.Check
+	count   *widget.Label
+	details *widget.Entry
+
+	mu      sync.Mutex // pending, between the reader and Fyne's thread
+	pending []proxy.Record
+
+	all      []proxy.Record // newest first, at most maxRows
+	shown    []proxy.Record // all, filtered
+	selected uint64         // the record whose details are shown, 0 for none
+	dropped  uint64
+}
+
+// columns of the table.
+var requestColumns = []struct {
+	title string
+	width float32
+	value func(*proxy.Record) string
+}{
+	{"Time", 90, func(r *proxy.Record) string { return r.Start.Local().Format("15:04:05") }},
+	{"Client", 130, func(r *proxy.Record) string { return clientName(r) }},
+	{"Model", 170, func(r *proxy.Record) string { return r.Model }},
+	{"Upstream", 110, func(r *proxy.Record) string { return r.Upstream }},
+	{"Key", 80, func(r *proxy.Record) string { return r.Credential }},
+	{"Route", 170, func(r *proxy.Record) string { return r.Route }},
+	{"Status", 70, func(r *proxy.Record) string { return strconv.Itoa(r.Status) }},
+	{"TTFB", 80, func(r *proxy.Record) string { return formatMillis(r.TTFB) }},
+	{"Duration", 90, func(r *proxy.Record) string { return formatMillis(r.Duration) }},
+	{"Tokens", 90, func(r *proxy.Record) string { return tokensText(r) }},
+}
+
+func newRequests(u *ui, log *proxy.RequestLog) *requests {
+	rq := &requests{u: u, log: log, count: widget.NewLabel("")}
+	if log != nil {
+		rq.sub = log.Subscribe(4096)
+	}
+	rq.table = widget.NewTableWithHeaders(
+		func() (int, int) { return len(rq.shown), len(requestColumns) },
+		func() fyne.CanvasObject {
+			l := widget.NewLabel("")
+			l.Truncation = fyne.TextTruncateEllipsis
+			return l
+		},
+		func(id widget.TableCellID, o fyne.CanvasObject) {
+			l := o.(*widget.Label)
+			if id.Row >= len(rq.shown) {
+				l.SetText("")
+				return
+			}
+			r := &rq.shown[id.Row]
+			l.SetText(requestColumns[id.Col].value(r))
+			l.Importance = widget.MediumImportance
+			if r.Failed() {
+				l.Importance = widget.DangerImportance
+			}
+			l.Refresh()
+		})
+	rq.table.ShowHeaderColumn = false
+	rq.table.CreateHeader = func() fyne.CanvasObject {
+		return widget.NewLabelWithStyle("", fyne.TextAlignLeading, fyne.TextStyle{Bold: true})
+	}
+	rq.table.UpdateHeader = func(id widget.TableCellID, o fyne.CanvasObject) {
+		if id.Col >= 0 {
+			o.(*widget.Label).SetText(columnTitle(id.Col))
+		}
+	}
+	for i, c := range requestColumns {
+		rq.table.SetColumnWidth(i, c.width)
+	}
+	rq.table.OnSelected = rq.onSelected
+
+	rq.filter = widget.NewEntry()
+	rq.filter.SetPlaceHolder(lang.L("Filter: model, upstream, key, status, error…"))
+	rq.filter.OnChanged = func(string) { rq.refilter() }
+	rq.failed = widget.NewCheck(lang.L("Failures only"), func(bool) { rq.refilter() })
+	rq.paused = widget.NewCheck(lang.L("Pause view"), func(on bool) {
+		if !on {
+			rq.flush()
+		}
+	})
+	clear := widget.NewButtonWithIcon(lang.L("Clear"), theme.DeleteIcon(), rq.onClear)
+	export := widget.NewButtonWithIcon(lang.L("Export…"), theme.DocumentSaveIcon(), rq.onExport)
+	rq.details = widget.NewMultiLineEntry()
+	rq.details.TextStyle = fyne.TextStyle{Monospace: true}
+	rq.details.SetPlaceHolder(lang.L("Select a request to see its details."))
+	rq.details.Wrapping = fyne.TextWrapBreak
+	bar := container.NewBorder(nil, nil, nil,
+		container.NewHBox(rq.failed, rq.paused, clear, export, rq.count), rq.filter)
+	split := container.NewVSplit(rq.table, rq.details)
+	split.SetOffset(0.72)
+	rq.content = container.NewBorder(bar, nil, nil, nil, split)
+	rq.updateCount()
+	return rq
+}
+
+func columnTitle(i int) string {
+	switch requestColumns[i].title {
+	case "Time":
+		return lang.L("Time")
+	case "Client":
+		return lang.L("Client")
+	case "Model":
+		return lang.L("Model")
+	case "Upstream":
+		return lang.L("Upstream")
+	case "Key":
+		return lang.L("Key")
+	case "Route":
+		return lang.L("Route")
+	case "Status":
+		return lang.L("Status")
+	case "TTFB":
+		return lang.L("First byte")
+	case "Duration":
+		return lang.L("Duration")
+	}
+	return lang.L("Tokens")
+}
+
+// run reads the request log until ctx is done and hands what arrived to
+// Fyne's thread once per batchEvery.
+func (rq *requests) run(ctx context.Context) {
+	if rq.sub == nil {
+		return
+	}
+	defer rq.sub.Close()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case r := <-rq.sub.C:
+			rq.mu.Lock()
+			rq.pending = append(rq.pending, r)
+			rq.mu.Unlock()
+		}
+		if !sleepCtx(ctx, batchEvery) {
+			return
+		}
+		rq.receive()
+		fyne.Do(func() {
+			if ctx.Err() == nil {
+				rq.flush()
+			}
+		})
+	}
+}
+
+// receive moves whatever waits in the subscription to pending.
+func (rq *requests) receive() {
+	rq.mu.Lock()
+	defer rq.mu.Unlock()
+	for {
+		select {
+		case r := <-rq.sub.C:
+			rq.pending = append(rq.pending, r)
+		default:
+			return
+		}
+	}
+}
+
+// flush adds the pending records to the table, unless the view is paused.
+// On Fyne's thread.
+func (rq *requests) flush() {
+	if rq.paused.Checked {
+		return
+	}
+	rq.mu.Lock()
+	batch := rq.pending
+	rq.pending = nil
+	rq.mu.Unlock()
+	if rq.sub != nil {
+		rq.dropped = rq.sub.Dropped()
+	}
+	if len(batch) == 0 {
+		rq.updateCount()
+		return
+	}
+	if len(batch) > maxRows {
+		batch = batch[len(batch)-maxRows:]
+	}
+	merged := make([]proxy.Record, 0, min(len(batch)+len(rq.all), maxRows))
+	for i := len(batch) - 1; i >= 0; i-- { // newest first
+		merged = append(merged, batch[i])
+	}
+	rq.all = append(merged, rq.all[:min(len(rq.all), maxRows-len(merged))]...)
+	rq.refilter()
+}
+
+// refilter applies the text filter and "failures only" and redraws.
+func (rq *requests) refilter() {
+	text := strings.ToLower(strings.TrimSpace(rq.filter.Text))
+	rq.shown = rq.shown[:0]
+	for i := range rq.all {
+		r := &rq.all[i]
+		if rq.failed.Checked && !r.Failed() {
+			continue
+		}
+		if text != "" && !strings.Contains(searchText(r), text) {
+			continue
+		}
+		rq.shown = append(rq.shown, *r)
+	}
+	rq.table.Refresh()
+	rq.updateCount()
+}
+
+// searchText is what the filter matches against.
+func searchText(r *proxy.Record) string {
+	return strings.ToLower(strings.Join([]string{r.Client, r.Token, r.Method, r.Path, r.Model, r.Upstream,
+		r.Credential, r.Route, strconv.Itoa(r.Status), r.Error}, " "))
+}
+
+func (rq *requests) updateCount() {
+	text := lang.L("{{.Shown}} of {{.All}} requests", map[string]any{"Shown": len(rq.shown), "All": len(rq.all)})
+	if rq.dropped > 0 {
+		text += " · " + lang.L("{{.N}} not shown (too many at once)", map[string]any{"N": rq.dropped})
+	}
+	rq.count.SetText(text)
+}
+
+func (rq *requests) onSelected(id widget.TableCellID) {
+	if id.Row < 0 || id.Row >= len(rq.shown) {
+		return
+	}
+	r := rq.shown[id.Row]
+	rq.selected = r.ID
+	rq.details.SetText(recordDetails(&r))
+}
+
+func (rq *requests) onClear() {
+	rq.all, rq.shown, rq.selected = nil, nil, 0
+	rq.table.UnselectAll()
+	rq.details.SetText("")
+	rq.refilter()
+}
+
+func (rq *requests) onExport() {
+	d := dialog.NewFileSave(func(w fyne.URIWriteCloser, err error) {
+		if err != nil {
+			rq.u.showError(err)
+			return
+		}
+		if w == nil {
+			return // cancelled
+		}
+		err = writeJSONLines(w, rq.shown)
+		if cerr := w.Close(); err == nil {
+			err = cerr
+		}
+		if err != nil {
+			rq.u.showError(fmt.Errorf("%s: %w", lang.L("The requests were not saved"), err))
+		}
+	}, rq.u.window)
+	d.SetFileName("gatehouse-requests.jsonl")
+	d.Show()
+}
+
+// writeJSONLines writes one record per line, oldest first, as the request
+// log's JSON. Records hold no secret (a key is named by its label).
+func writeJSONLines(w io.Writer, recs []proxy.Record) error {
+	enc := json.NewEncoder(w)
+	for i := len(recs) - 1; i >= 0; i-- {
+		if err := enc.Encode(&recs[i]); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// recordDetails shows every field of a record.
+func recordDetails(r *proxy.Record) string {
+	var b strings.Builder
+	line := func(k, v string) {
+		if v != "" {
+			fmt.Fprintf(&b, "%-13s %s\n", k+":", v)
+		}
+	}
+	line(lang.L("Request"), "#"+strconv.FormatUint(r.ID, 10)+"  "+r.Method+" "+r.Path)
+	line(lang.L("Started"), r.Start.Local().Format("2006-01-02 15:04:05.000"))
+	line(lang.L("Client"), clientName(r))
+	line(lang.L("Model"), r.Model)
+	line(lang.L("Upstream"), r.Upstream)
+	line(lang.L("Key"), r.Credential)
+	line(lang.L("Route"), r.Route)
+	line(lang.L("Status"), strconv.Itoa(r.Status))
+	line(lang.L("Attempts"), strconv.Itoa(max(r.Attempts, 1)))
+	line(lang.L("First byte"), formatMillis(r.TTFB))
+	line(lang.L("Duration"), formatMillis(r.Duration))
+	line(lang.L("Stream"), strconv.FormatBool(r.Stream))
+	line(lang.L("Bytes"), fmt.Sprintf("%d in, %d out", r.BytesIn, r.BytesOut))
+	line(lang.L("Tokens"), tokensText(r))
+	line(lang.L("Error"), r.Error)
+	return strings.TrimSuffix(b.String(), "\n")
+}
+
+func clientName(r *proxy.Record) string {
+	if r.Token != "" {
+		return r.Token + " (" + r.Client + ")"
+	}
+	return r.Client
+}
+
+func tokensText(r *proxy.Record) string {
+	if r.PromptTokens == 0 && r.CompletionTokens == 0 {
+		return ""
+	}
+	return fmt.Sprintf("%d+%d", r.PromptTokens, r.CompletionTokens)
+}
+
+func formatMillis(d time.Duration) string {
+	if d == 0 {
+		return ""
+	}
+	if d < 10*time.Millisecond {
+		return fmt.Sprintf("%.1f ms", float64(d)/float64(time.Millisecond))
+	}
+	return fmt.Sprintf("%d ms", d.Milliseconds())
+}
