@@ -33,7 +33,7 @@ type overview struct {
 func newOverview(u *ui) *overview {
 	o := &overview{
 		u:         u,
-		baseURL:   widget.NewLabelWithStyle("", fyne.TextAlignLeading, fyne.TextStyle{Monospace: true, Bold: true}),
+		baseURL:   widget.NewLabelWithStyle("", fyne.TextAlignLeading, fyne.TextStyle{Monospace: true}),
 		state:     widget.NewLabel(""),
 		problem:   widget.NewLabel(""),
 		hour:      widget.NewLabel(""),

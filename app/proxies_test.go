@@ -1,0 +1,61 @@
+package app
+
+import (
+	"net"
+	"strings"
+	"testing"
+
+	"fyne.io/fyne/v2"
+	"fyne.io/fyne/v2/test"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/gatehouse-app/gatehouse/proxy"
+)
+
+// deadAddr is a loopback address where nothing listens.
+func deadAddr(t *testing.T) string {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	addr := ln.Addr().String()
+	ln.Close()
+	return addr
+}
+
+func TestProxiesShowsAPinMadeThroughTheService(t *testing.T) {
+	a, b := "http://"+deadAddr(t), "socks5://"+deadAddr(t)
+	h := newHarness(t, `version = 1
+[[pools]]
+name = "work"
+strategy = "fastest"
+proxies = ["`+a+`", "`+b+`"]
+check_url = "http://`+deadAddr(t)+`/generate_204"
+interval = "1h"
+`)
+	h.waitState(t, stateRunning)
+	p := h.ui.proxies
+	w := test.NewTempWindow(t, p.content)
+	w.Resize(fyne.NewSize(1280, 800))
+	require.Len(t, p.pools, 1)
+	assert.Equal(t, "Pin", p.pools[0].members[1].pin.Text)
+	assert.True(t, p.pools[0].auto.Disabled(), "nothing pinned: Automatic is in force")
+
+	require.NoError(t, h.backend.service().SetPinned("work", b))
+	s := h.refresh()
+	assert.Equal(t, b, s.Status.Pools[0].Pinned)
+	assert.Equal(t, "Pinned", p.pools[0].members[1].pin.Text)
+	assert.True(t, p.pools[0].members[1].pin.Disabled())
+	assert.Equal(t, "Pin", p.pools[0].members[0].pin.Text)
+	assert.False(t, p.pools[0].auto.Disabled())
+	assert.Contains(t, p.pools[0].title.Text, "pinned to "+b)
+	text := strings.Join(labels(p.content), "|")
+	assert.Contains(t, text, a)
+	assert.Contains(t, text, b)
+
+	// Unpinning from the window goes through the service and is saved.
+	test.Tap(p.pools[0].auto)
+	waitFor(t, "the unpin", func() bool { return h.backend.service().Forwarder.Status().Pools[0].Pinned == "" })
+	cfg, err := proxy.LoadConfig(h.path)
+	require.NoError(t, err)
+	assert.Empty(t, cfg.Pools[0].Pinned, "saved in the config")
+}

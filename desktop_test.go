@@ -1,0 +1,455 @@
+//go:build !headless
+
+package main
+
+import (
+	"bufio"
+	"fmt"
+	"io"
+	"log"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/godbus/dbus/v5"
+	"github.com/jezek/xgb"
+	"github.com/jezek/xgb/xproto"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/gatehouse-app/gatehouse/internal/mockllm"
+	"github.com/gatehouse-app/gatehouse/internal/testproxy"
+)
+
+// The desktop app's tests run the real binary under a real X server
+// (Xvfb) and a private D-Bus session bus, both started here. CI installs
+// Xvfb (scripts/deps.sh test); elsewhere a machine without it skips them.
+
+// need skips the test when a tool is missing, except in CI, where it fails.
+func need(t *testing.T, tools ...string) {
+	t.Helper()
+	if testing.Short() {
+		t.Skip("starts the desktop app")
+	}
+	for _, tool := range tools {
+		if _, err := exec.LookPath(tool); err != nil {
+			if os.Getenv("CI") != "" {
+				t.Fatalf("%s is missing; scripts/deps.sh test installs it", tool)
+			}
+			t.Skipf("%s is missing (scripts/deps.sh test installs it)", tool)
+		}
+	}
+}
+
+// daemon starts a program that writes one line (its display number or bus
+// address) to fd 3 once it is ready, and returns that line.
+func daemon(t *testing.T, name string, args ...string) string {
+	t.Helper()
+	r, w, err := os.Pipe()
+	require.NoError(t, err)
+	cmd := exec.Command(name, args...)
+	cmd.ExtraFiles = []*os.File{w}
+	require.NoError(t, cmd.Start())
+	w.Close()
+	t.Cleanup(func() { _ = cmd.Process.Kill(); _ = cmd.Wait() })
+	line, err := bufio.NewReader(r).ReadString('\n')
+	r.Close()
+	require.NoError(t, err, "%s did not start", name)
+	return strings.TrimSpace(line)
+}
+
+// desktopEnv starts Xvfb and a session bus and returns the environment of
+// an app that uses them, with its own runtime, config and cache folders.
+func desktopEnv(t *testing.T, cfgPath string) (env []string, bus string) {
+	t.Helper()
+	display := daemon(t, "Xvfb", "-displayfd", "3", "-screen", "0", "1280x800x24", "-nolisten", "tcp")
+	bus = daemon(t, "dbus-daemon", "--session", "--nofork", "--print-address=3")
+	runtimeDir := filepath.Join(t.TempDir(), "run")
+	require.NoError(t, os.Mkdir(runtimeDir, 0o700))
+	return []string{
+		"DISPLAY=:" + display,
+		"WAYLAND_DISPLAY=",
+		"DBUS_SESSION_BUS_ADDRESS=" + bus,
+		"XDG_RUNTIME_DIR=" + runtimeDir,
+		"XDG_CONFIG_HOME=" + t.TempDir(),
+		"GATEHOUSE_CONFIG=" + cfgPath,
+		"E2E_OPENAI_KEY=" + e2eSecret,
+	}, bus
+}
+
+func freePort(t *testing.T) string {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	defer ln.Close()
+	return ln.Addr().String()
+}
+
+// desktopConfig writes a config with one upstream (a mock LLM) routed
+// through pool "work" (a real proxy that is up and a dead one), and pool
+// "spare".
+func desktopConfig(t *testing.T) (path, listen string, mock *mockllm.Server, live *testproxy.Proxy, dead string) {
+	t.Helper()
+	mock = &mockllm.Server{}
+	up := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/generate_204" {
+			w.WriteHeader(http.StatusNoContent)
+			return
+		}
+		mock.ServeHTTP(w, r)
+	}))
+	t.Cleanup(up.Close)
+	live = testproxy.HTTP("", "")
+	t.Cleanup(live.Stop)
+	dead = "http://" + freePort(t)
+	listen = freePort(t)
+	path = filepath.Join(t.TempDir(), "config.toml")
+	require.NoError(t, os.WriteFile(path, []byte(fmt.Sprintf(`version = 1
+listen = %q
+
+[[upstreams]]
+name = "openai"
+base_url = "%s/v1"
+models = ["gpt-*"]
+key_env = "E2E_OPENAI_KEY"
+via = "pool:work"
+
+[[pools]]
+name = "work"
+strategy = "fallback"
+proxies = [%q, %q]
+check_url = "%s/generate_204"
+interval = "1h"
+
+[[pools]]
+name = "spare"
+proxies = [%q]
+check_url = "%s/generate_204"
+interval = "1h"
+`, listen, up.URL, dead, live.URL, up.URL, live.URL, up.URL)), 0o600))
+	return path, listen, mock, live, dead
+}
+
+func chat(t *testing.T, listen string) (int, string) {
+	t.Helper()
+	res, err := http.Post("http://"+listen+"/v1/chat/completions", "application/json",
+		strings.NewReader(`{"model":"gpt-4o","messages":[{"role":"user","content":"hi"}]}`))
+	require.NoError(t, err)
+	defer res.Body.Close()
+	body, _ := io.ReadAll(res.Body)
+	return res.StatusCode, string(body)
+}
+
+func TestDesktopWindowSingleInstanceAndQuit(t *testing.T) {
+	need(t, "Xvfb", "dbus-daemon")
+	cfgPath, listen, mock, _, _ := desktopConfig(t)
+	env, _ := desktopEnv(t, cfgPath)
+	p := start(t, env)
+	p.waitLine(t, regexp.MustCompile(`msg="forwarder listening"`))
+	x := openX(t, strings.TrimPrefix(env[0], "DISPLAY="))
+	var win xproto.Window
+	waitUntil(t, "a window titled Gatehouse", func() bool {
+		win = x.find("Gatehouse")
+		return win != 0 && x.viewable(win)
+	})
+
+	status, body := chat(t, listen)
+	require.Equal(t, http.StatusOK, status, body)
+	assert.Equal(t, "Bearer "+e2eSecret, mock.Last().Header.Get("Authorization"))
+
+	// Closing the window (as a window manager's close button does) hides
+	// it; the app keeps forwarding.
+	x.close(t, win)
+	waitUntil(t, "the window hidden", func() bool { return !x.viewable(win) })
+	status, _ = chat(t, listen)
+	assert.Equal(t, http.StatusOK, status, "still forwarding with the window closed")
+
+	// A second start brings the window back and exits 0.
+	second := start(t, env)
+	require.NoError(t, <-second.done, second.output())
+	assert.Contains(t, second.output(), "already running")
+	waitUntil(t, "the window shown again", func() bool { return x.viewable(win) })
+	status, _ = chat(t, listen)
+	assert.Equal(t, http.StatusOK, status, "the first instance still forwards")
+	select {
+	case err := <-p.done:
+		t.Fatalf("the first instance ended: %v\n%s", err, p.output())
+	default:
+	}
+
+	// SIGINT or SIGTERM is Quit: the forwarder stops gracefully, exit 0.
+	require.NoError(t, p.cmd.Process.Signal(os.Interrupt))
+	require.NoError(t, <-p.done, p.output())
+	assert.NotContains(t, p.output(), e2eSecret)
+}
+
+// xconn is a plain X11 client for looking at the app's window.
+type xconn struct {
+	c    *xgb.Conn
+	root xproto.Window
+}
+
+func openX(t *testing.T, display string) *xconn {
+	t.Helper()
+	xgb.Logger = log.New(io.Discard, "", 0) // it says it found no .Xauthority: Xvfb needs none
+	c, err := xgb.NewConnDisplay(display)
+	require.NoError(t, err)
+	t.Cleanup(c.Close)
+	return &xconn{c: c, root: xproto.Setup(c).DefaultScreen(c).Root}
+}
+
+// find returns the top-level window with that title, or 0.
+func (x *xconn) find(title string) xproto.Window {
+	tree, err := xproto.QueryTree(x.c, x.root).Reply()
+	if err != nil {
+		return 0
+	}
+	for _, w := range tree.Children {
+		p, err := xproto.GetProperty(x.c, false, w, xproto.AtomWmName, xproto.GetPropertyTypeAny, 0, 256).Reply()
+		if err == nil && string(p.Value) == title {
+			return w
+		}
+	}
+	return 0
+}
+
+func (x *xconn) viewable(w xproto.Window) bool {
+	a, err := xproto.GetWindowAttributes(x.c, w).Reply()
+	return err == nil && a.MapState == xproto.MapStateViewable
+}
+
+func (x *xconn) atom(t *testing.T, name string) xproto.Atom {
+	r, err := xproto.InternAtom(x.c, false, uint16(len(name)), name).Reply()
+	require.NoError(t, err)
+	return r.Atom
+}
+
+// close asks the window to close with WM_DELETE_WINDOW.
+func (x *xconn) close(t *testing.T, w xproto.Window) {
+	ev := xproto.ClientMessageEvent{Format: 32, Window: w, Type: x.atom(t, "WM_PROTOCOLS"),
+		Data: xproto.ClientMessageDataUnionData32New([]uint32{uint32(x.atom(t, "WM_DELETE_WINDOW")), 0, 0, 0, 0})}
+	require.NoError(t, xproto.SendEventChecked(x.c, false, w, xproto.EventMaskNoEvent, string(ev.Bytes())).Check())
+}
+
+// waitUntil polls cond; the bound only stops a broken test from hanging.
+func waitUntil(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(60 * time.Second)
+	for !cond() {
+		require.True(t, time.Now().Before(deadline), "gave up waiting for %s", what)
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// trayHost plays the desktop's tray: it owns org.kde.StatusNotifierWatcher
+// on the bus, takes the app's registration, reads its menu over
+// com.canonical.dbusmenu and clicks items, as a panel does.
+type trayHost struct {
+	conn  *dbus.Conn
+	items chan string
+	menu  dbus.BusObject
+}
+
+func (h *trayHost) RegisterStatusNotifierItem(sender dbus.Sender, service string) *dbus.Error {
+	select {
+	case h.items <- string(sender):
+	default:
+	}
+	return nil
+}
+
+func newTrayHost(t *testing.T, bus string) *trayHost {
+	t.Helper()
+	conn, err := dbus.Connect(bus)
+	require.NoError(t, err)
+	t.Cleanup(func() { conn.Close() })
+	h := &trayHost{conn: conn, items: make(chan string, 1)}
+	require.NoError(t, conn.Export(h, "/StatusNotifierWatcher", "org.kde.StatusNotifierWatcher"))
+	reply, err := conn.RequestName("org.kde.StatusNotifierWatcher", dbus.NameFlagDoNotQueue)
+	require.NoError(t, err)
+	require.Equal(t, dbus.RequestNameReplyPrimaryOwner, reply)
+	return h
+}
+
+// trayItem is one dbusmenu item.
+type trayItem struct {
+	id               int32
+	label            string
+	checked, enabled bool
+	separator        bool
+	children         []trayItem
+}
+
+func parseItem(v []any) trayItem {
+	it := trayItem{id: v[0].(int32), enabled: true}
+	props := v[1].(map[string]dbus.Variant)
+	if l, ok := props["label"]; ok {
+		it.label = l.Value().(string)
+	}
+	if s, ok := props["toggle-state"]; ok {
+		it.checked = s.Value().(int32) == 1
+	}
+	if e, ok := props["enabled"]; ok {
+		it.enabled = e.Value().(bool)
+	}
+	if ty, ok := props["type"]; ok {
+		it.separator = ty.Value().(string) == "separator"
+	}
+	for _, c := range v[2].([]dbus.Variant) {
+		it.children = append(it.children, parseItem(c.Value().([]any)))
+	}
+	return it
+}
+
+// read returns the whole menu. As a panel does, it tells every item it is
+// about to be shown and reads again: right after the menu was set, the
+// first read may lack submenus or the last items.
+func (h *trayHost) read(t *testing.T) trayItem {
+	t.Helper()
+	get := func() trayItem {
+		var rev uint32
+		var layout struct {
+			ID       int32
+			Props    map[string]dbus.Variant
+			Children []dbus.Variant
+		}
+		require.NoError(t, h.menu.Call("com.canonical.dbusmenu.GetLayout", 0, int32(0), int32(-1), []string{}).Store(&rev, &layout))
+		var children []any
+		for _, c := range layout.Children {
+			children = append(children, c)
+		}
+		return parseItem([]any{layout.ID, layout.Props, layout.Children})
+	}
+	var visit func(trayItem)
+	visit = func(it trayItem) {
+		h.menu.Call("com.canonical.dbusmenu.AboutToShow", 0, it.id)
+		for _, c := range it.children {
+			visit(c)
+		}
+	}
+	visit(get())
+	return get()
+}
+
+// find returns the item whose label starts with prefix, anywhere in m.
+func (m trayItem) find(prefix string) (trayItem, bool) {
+	for _, c := range m.children {
+		if c.label != "" && strings.HasPrefix(c.label, prefix) {
+			return c, true
+		}
+		if f, ok := c.find(prefix); ok {
+			return f, true
+		}
+	}
+	return trayItem{}, false
+}
+
+func (m trayItem) labels() []string {
+	var out []string
+	for _, c := range m.children {
+		if c.separator {
+			out = append(out, "---")
+			continue
+		}
+		out = append(out, c.label)
+	}
+	return out
+}
+
+// waitMenu reads the menu until ok accepts it.
+func (h *trayHost) waitMenu(t *testing.T, what string, ok func(trayItem) bool) trayItem {
+	t.Helper()
+	var m trayItem
+	waitUntil(t, what, func() bool { m = h.read(t); return ok(m) })
+	return m
+}
+
+// click clicks the item whose label starts with prefix.
+func (h *trayHost) click(t *testing.T, prefix string) {
+	t.Helper()
+	m := h.waitMenu(t, "an item "+prefix, func(m trayItem) bool { _, ok := m.find(prefix); return ok })
+	it, _ := m.find(prefix)
+	require.NoError(t, h.menu.Call("com.canonical.dbusmenu.Event", 0, it.id, "clicked", dbus.MakeVariant(""), uint32(0)).Err)
+}
+
+// forwarderStatus reads GET /gatehouse/status.
+func forwarderStatus(t *testing.T, listen string) string {
+	res, err := http.Get("http://" + listen + "/gatehouse/status")
+	require.NoError(t, err)
+	defer res.Body.Close()
+	b, _ := io.ReadAll(res.Body)
+	return string(b)
+}
+
+func TestTrayOverDBus(t *testing.T) {
+	need(t, "Xvfb", "dbus-daemon")
+	cfgPath, listen, _, live, dead := desktopConfig(t)
+	env, bus := desktopEnv(t, cfgPath)
+	host := newTrayHost(t, bus)
+	p := start(t, env)
+	select {
+	case sender := <-host.items:
+		host.menu = host.conn.Object(sender, "/StatusNotifierItem/menu")
+	case err := <-p.done:
+		t.Fatalf("the app ended: %v\n%s", err, p.output())
+	case <-time.After(2 * time.Minute):
+		t.Fatalf("the app never registered its tray item:\n%s", p.output())
+	}
+
+	m := host.waitMenu(t, "both pools checked", func(m trayItem) bool {
+		_, liveUp := m.find("✓ " + live.URL)
+		_, deadDown := m.find("✗ " + dead)
+		return liveUp && deadDown
+	})
+	assert.Equal(t, []string{"Forwarding on " + listen, "---", "Open Gatehouse", "Copy base URL", "Pause forwarding", "---",
+		"Pool work", "Pool spare", "Direct connection (bypass proxies)", "---", "Quit"}, m.labels(), "exactly one Quit, ours")
+	work, _ := m.find("Pool work")
+	require.Len(t, work.children, 6, work.labels())
+	assert.Equal(t, "Automatic (fallback)", work.children[0].label)
+	assert.True(t, work.children[0].checked, "nothing pinned")
+	assert.Regexp(t, `^✗ `+regexp.QuoteMeta(dead)+` — .+`, work.children[2].label)
+	assert.Regexp(t, `^✓ `+regexp.QuoteMeta(live.URL)+` — \d+ ms$`, work.children[3].label)
+	assert.Equal(t, "Test now", work.children[5].label)
+	status, _ := m.find("Forwarding on")
+	assert.False(t, status.enabled, "the status line is not a command")
+
+	// Choosing the dead member pins it (the strategy chooses while it is down).
+	host.click(t, "✗ "+dead)
+	waitUntil(t, "the pin in the forwarder's status", func() bool {
+		return strings.Contains(forwarderStatus(t, listen), `"pinned":"`+dead+`"`)
+	})
+	m = host.waitMenu(t, "the pin shown", func(m trayItem) bool { it, _ := m.find("✗ " + dead); return it.checked })
+	work, _ = m.find("Pool work")
+	assert.False(t, work.children[0].checked, "Automatic is no longer checked")
+
+	host.click(t, "Direct connection")
+	waitUntil(t, "direct on", func() bool { return strings.Contains(forwarderStatus(t, listen), `"direct":true`) })
+	host.waitMenu(t, "direct checked", func(m trayItem) bool { it, _ := m.find("Direct connection"); return it.checked })
+
+	code, body := chat(t, listen)
+	require.Equal(t, http.StatusOK, code, body)
+	host.click(t, "Pause forwarding")
+	host.waitMenu(t, "Resume offered", func(m trayItem) bool { _, ok := m.find("Resume forwarding"); return ok })
+	code, body = chat(t, listen)
+	assert.Equal(t, http.StatusServiceUnavailable, code)
+	assert.Contains(t, body, "Gatehouse is paused")
+	host.click(t, "Resume forwarding")
+	host.waitMenu(t, "Pause offered", func(m trayItem) bool { _, ok := m.find("Pause forwarding"); return ok })
+	code, body = chat(t, listen)
+	assert.Equal(t, http.StatusOK, code, body)
+
+	host.click(t, "Quit")
+	select {
+	case err := <-p.done:
+		require.NoError(t, err, p.output())
+	case <-time.After(time.Minute):
+		t.Fatalf("Quit did not end the app:\n%s", p.output())
+	}
+	assert.NotContains(t, p.output(), e2eSecret)
+}
