@@ -11,9 +11,10 @@ VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 LDFLAGS := -s -w -X main.version=$(VERSION)
 ARGS ?=
 
-.PHONY: run test vet fmt-check build build-headless bench soak fuzz clean
+.PHONY: run test vet fmt-check build build-headless bench soak fuzz screenshot icons clean
 
-## run: start Gatehouse (ARGS="serve --config FILE" for the headless forwarder)
+## run: start Gatehouse: the window, the tray and the forwarder (without a
+## display, the forwarder alone); ARGS="serve --config FILE" for headless
 run:
 	./scripts/deps.sh run
 	$(GO) run . $(ARGS)
@@ -61,5 +62,19 @@ soak:
 fuzz:
 	$(GO) test -run '^$$' -fuzz FuzzExtractModel -fuzztime 60s ./proxy/
 
+## screenshot: PNGs of every section of the window at 1280x800 and 800x600,
+## in English and Chinese, taken under Xvfb (into SHOTS, default screenshots/)
+SHOTS ?= screenshots
+screenshot:
+	./scripts/deps.sh run
+	./scripts/deps.sh screenshot
+	$(GO) build -o bin/gatehouse .
+	$(GO) run ./internal/screenshot --gatehouse bin/gatehouse --out $(SHOTS)
+
+## icons: render assets/*.png from the SVG sources
+icons:
+	command -v rsvg-convert >/dev/null || apt-get install -y librsvg2-bin
+	./assets/render.sh
+
 clean:
-	rm -f gatehouse
+	rm -rf gatehouse bin screenshots

@@ -57,10 +57,10 @@ var requestColumns = []struct {
 	value func(*proxy.Record) string
 }{
 	{"Time", 90, func(r *proxy.Record) string { return r.Start.Local().Format("15:04:05") }},
-	{"Client", 130, func(r *proxy.Record) string { return clientName(r) }},
-	{"Model", 170, func(r *proxy.Record) string { return r.Model }},
+	{"Client", 120, func(r *proxy.Record) string { return clientName(r) }},
+	{"Model", 160, func(r *proxy.Record) string { return r.Model }},
 	{"Upstream", 110, func(r *proxy.Record) string { return r.Upstream }},
-	{"Key", 80, func(r *proxy.Record) string { return r.Credential }},
+	{"Key", 120, func(r *proxy.Record) string { return r.Credential }},
 	{"Route", 170, func(r *proxy.Record) string { return r.Route }},
 	{"Status", 70, func(r *proxy.Record) string { return strconv.Itoa(r.Status) }},
 	{"TTFB", 80, func(r *proxy.Record) string { return formatMillis(r.TTFB) }},
@@ -123,8 +123,8 @@ func newRequests(u *ui, log *proxy.RequestLog) *requests {
 	rq.details.TextStyle = fyne.TextStyle{Monospace: true}
 	rq.details.SetPlaceHolder(lang.L("Select a request to see its details."))
 	rq.details.Wrapping = fyne.TextWrapBreak
-	bar := container.NewBorder(nil, nil, nil,
-		container.NewHBox(rq.failed, rq.paused, clear, export, rq.count), rq.filter)
+	bar := container.NewVBox(rq.filter,
+		container.NewBorder(nil, nil, container.NewHBox(rq.failed, rq.paused, clear, export), nil, rq.count))
 	split := container.NewVSplit(rq.table, rq.details)
 	split.SetOffset(0.72)
 	rq.content = container.NewBorder(bar, nil, nil, nil, split)

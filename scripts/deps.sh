@@ -5,7 +5,9 @@
 #   scripts/deps.sh go        print the path of a Go toolchain new enough for
 #                             go.mod, fetching one if needed
 #   scripts/deps.sh test      system packages the tests need
-#   scripts/deps.sh run       system packages the program needs
+#   scripts/deps.sh run       system packages the program needs (and its
+#                             desktop build: a C compiler, GL, X11, Wayland)
+#   scripts/deps.sh screenshot  what make screenshot needs besides
 #
 # System packages come from apt-get when they are missing and we are root or
 # have password-less sudo; otherwise the exact command to run is printed.
@@ -15,11 +17,18 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 GO_WANT=$(sed -n 's/^go \([0-9.]*\)$/\1/p' go.mod)
-RUN_PKGS=(ca-certificates)
+# The desktop app is a cgo build of Fyne (GLFW with X11 and Wayland).
+GUI_BUILD_PKGS=(gcc libc6-dev pkg-config libgl1-mesa-dev libx11-dev libxcursor-dev libxrandr-dev
+  libxinerama-dev libxi-dev libxxf86vm-dev libwayland-dev libxkbcommon-dev)
+RUN_PKGS=(ca-certificates "${GUI_BUILD_PKGS[@]}")
 # gnome-keyring and dbus give the keychain tests a real Secret Service; dbus-x11
 # is left out on purpose (it makes godbus start stray session buses).
 # tinyproxy and microsocks are real proxy daemons the pool tests route through.
-TEST_PKGS=(ca-certificates gcc libc6-dev gnome-keyring dbus-daemon dbus-bin tinyproxy microsocks)
+# xvfb is the X server the desktop app's tests open its window on.
+TEST_PKGS=(ca-certificates gnome-keyring dbus-daemon dbus-bin tinyproxy microsocks xvfb "${GUI_BUILD_PKGS[@]}")
+# make screenshot: clicks (xdotool), the window saved (imagemagick), and
+# glyphs for the Chinese screens (fonts-noto-cjk).
+SHOT_PKGS=(xvfb xdotool imagemagick fonts-noto-cjk)
 
 say() { echo "deps: $*" >&2; }
 
@@ -101,5 +110,6 @@ case "${1:-}" in
     ;;
   test) apt_install "${TEST_PKGS[@]}" ;;
   run) apt_install "${RUN_PKGS[@]}" ;;
-  *) echo "usage: scripts/deps.sh go|test|run" >&2; exit 2 ;;
+  screenshot) apt_install "${SHOT_PKGS[@]}" ;;
+  *) echo "usage: scripts/deps.sh go|test|run|screenshot" >&2; exit 2 ;;
 esac

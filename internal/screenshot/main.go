@@ -1,0 +1,214 @@
+// Command screenshot takes pictures of every section of the desktop app,
+// at 1280×800 and 800×600, in English and in Simplified Chinese (make
+// screenshot). It runs the real binary under Xvfb against a mock upstream
+// and real in-process proxies, sends it some requests (a few of them
+// failing), clicks the sidebar as a user would (xdotool) and saves the
+// window with ImageMagick's import.
+//
+//	go run ./internal/screenshot --gatehouse bin/gatehouse --out DIR
+package main
+
+import (
+	"bufio"
+	"flag"
+	"fmt"
+	"log"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/gatehouse-app/gatehouse/internal/mockllm"
+	"github.com/gatehouse-app/gatehouse/internal/testproxy"
+)
+
+// sections and where their tabs are in the sidebar (the window's own
+// coordinates; the tabs keep their place at every size and language).
+var sections = []struct {
+	name string
+	y    int
+}{{"overview", 44}, {"requests", 75}, {"proxies", 106}}
+
+var sizes = [][2]int{{1280, 800}, {800, 600}}
+
+var langs = []struct{ name, lang string }{{"en", "en_US.UTF-8"}, {"zh", "zh_CN.UTF-8"}}
+
+func main() {
+	bin := flag.String("gatehouse", "bin/gatehouse", "the desktop binary")
+	out := flag.String("out", "screenshots", "folder for the PNGs")
+	flag.Parse()
+	log.SetFlags(0)
+	if err := os.MkdirAll(*out, 0o755); err != nil {
+		log.Fatal(err)
+	}
+	work, err := os.MkdirTemp("", "gatehouse-shots-")
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer os.RemoveAll(work)
+
+	mock := &mockllm.Server{Models: []string{"gpt-4o", "gpt-4o-mini"}}
+	up := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		switch {
+		case r.URL.Path == "/generate_204":
+			w.WriteHeader(http.StatusNoContent)
+		case strings.Contains(r.Header.Get("Authorization"), "wrong"):
+			http.Error(w, `{"error":{"message":"Incorrect API key provided","type":"invalid_request_error","code":"invalid_api_key"}}`, http.StatusUnauthorized)
+		default:
+			mock.ServeHTTP(w, r)
+		}
+	}))
+	defer up.Close()
+	socks, httpProxy := testproxy.SOCKS5("", ""), testproxy.HTTP("", "")
+	defer socks.Stop()
+	defer httpProxy.Stop()
+	dead := "http://" + freeAddr()
+
+	display, stopX := startXvfb()
+	defer stopX()
+	for _, l := range langs {
+		listen := freeAddr()
+		cfg := filepath.Join(work, l.name, "config.toml")
+		must(os.MkdirAll(filepath.Join(work, l.name, "run"), 0o700))
+		must(os.WriteFile(cfg, []byte(fmt.Sprintf(`version = 1
+listen = %q
+
+[[upstreams]]
+name = "openai"
+base_url = "%[2]s/v1"
+models = ["gpt-*", "o3*"]
+key_env = "SHOT_OPENAI_KEY"
+via = "pool:work"
+
+[[upstreams]]
+name = "deepseek"
+base_url = "%[2]s/v1"
+models = ["deepseek-*"]
+key_env = "SHOT_DEEPSEEK_KEY"
+
+[[pools]]
+name = "work"
+strategy = "fastest"
+proxies = [%[3]q, %[4]q, %[5]q]
+check_url = "%[2]s/generate_204"
+interval = "1h"
+
+[[pools]]
+name = "home"
+strategy = "fallback"
+proxies = [%[4]q]
+check_url = "%[2]s/generate_204"
+interval = "1h"
+`, listen, up.URL, socks.URL, httpProxy.URL, dead)), 0o600))
+		env := append(os.Environ(), "DISPLAY="+display, "WAYLAND_DISPLAY=", "LANG="+l.lang, "LC_ALL="+l.lang, "LANGUAGE=",
+			"GATEHOUSE_CONFIG="+cfg, "XDG_RUNTIME_DIR="+filepath.Join(work, l.name, "run"),
+			"XDG_CONFIG_HOME="+filepath.Join(work, l.name, "cfg"), "XDG_CACHE_HOME="+filepath.Join(work, l.name, "cache"),
+			"SHOT_OPENAI_KEY=sk-shot-not-a-real-key", "SHOT_DEEPSEEK_KEY=sk-wrong-shot-key")
+		cmd := exec.Command(*bin)
+		cmd.Env = env
+		stderr, _ := cmd.StderrPipe()
+		must(cmd.Start())
+		waitFor(stderr, "forwarder listening")
+		traffic(listen)
+		win := window(env)
+		for _, size := range sizes {
+			run(env, "xdotool", "windowsize", win, fmt.Sprint(size[0]), fmt.Sprint(size[1]))
+			time.Sleep(700 * time.Millisecond)
+			for _, s := range sections {
+				run(env, "xdotool", "mousemove", "--window", win, "40", fmt.Sprint(s.y), "click", "1")
+				if s.name == "requests" {
+					// Select the third row, to show a request's details.
+					run(env, "xdotool", "mousemove", "--window", win, "300", "152", "click", "1")
+				}
+				time.Sleep(700 * time.Millisecond)
+				name := filepath.Join(*out, fmt.Sprintf("%s-%s-%dx%d.png", s.name, l.name, size[0], size[1]))
+				run(env, "import", "-window", win, name)
+				fmt.Println(name)
+			}
+		}
+		_ = cmd.Process.Signal(os.Interrupt)
+		_ = cmd.Wait()
+	}
+}
+
+// traffic sends requests that succeed and a few that fail.
+func traffic(listen string) {
+	base := "http://" + listen + "/v1/chat/completions"
+	for i, model := range []string{"gpt-4o", "gpt-4o-mini", "deepseek-chat", "o3-mini", "gpt-4o", "claude-x", "gpt-4o"} {
+		body := fmt.Sprintf(`{"model":%q,"stream":%t,"messages":[{"role":"user","content":"hello"}]}`, model, i%2 == 0)
+		res, err := http.Post(base, "application/json", strings.NewReader(body))
+		if err == nil {
+			_, _ = bufio.NewReader(res.Body).WriteTo(devNull{})
+			res.Body.Close()
+		}
+	}
+}
+
+type devNull struct{}
+
+func (devNull) Write(p []byte) (int, error) { return len(p), nil }
+
+func startXvfb() (string, func()) {
+	r, w, err := os.Pipe()
+	must(err)
+	cmd := exec.Command("Xvfb", "-displayfd", "3", "-screen", "0", "1280x800x24", "-nolisten", "tcp")
+	cmd.ExtraFiles = []*os.File{w}
+	must(cmd.Start())
+	w.Close()
+	line, err := bufio.NewReader(r).ReadString('\n')
+	must(err)
+	return ":" + strings.TrimSpace(line), func() { _ = cmd.Process.Kill(); _ = cmd.Wait() }
+}
+
+func window(env []string) string {
+	for range 200 {
+		cmd := exec.Command("xdotool", "search", "--onlyvisible", "--name", "^Gatehouse$")
+		cmd.Env = env
+		if out, err := cmd.Output(); err == nil && len(strings.Fields(string(out))) > 0 {
+			time.Sleep(time.Second) // the first frame
+			return strings.Fields(string(out))[0]
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	log.Fatal("no window titled Gatehouse")
+	return ""
+}
+
+func waitFor(r interface{ Read([]byte) (int, error) }, text string) {
+	sc := bufio.NewScanner(r)
+	for sc.Scan() {
+		if strings.Contains(sc.Text(), text) {
+			go func() {
+				for sc.Scan() {
+				}
+			}()
+			return
+		}
+	}
+	log.Fatalf("gatehouse ended before saying %q", text)
+}
+
+func run(env []string, name string, args ...string) {
+	cmd := exec.Command(name, args...)
+	cmd.Env = env
+	if out, err := cmd.CombinedOutput(); err != nil {
+		log.Fatalf("%s %s: %v\n%s", name, strings.Join(args, " "), err, out)
+	}
+}
+
+func freeAddr() string {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	must(err)
+	defer ln.Close()
+	return ln.Addr().String()
+}
+
+func must(err error) {
+	if err != nil {
+		log.Fatal(err)
+	}
+}
