@@ -453,3 +453,19 @@ func TestTrayOverDBus(t *testing.T) {
 	}
 	assert.NotContains(t, p.output(), e2eSecret)
 }
+
+func TestNoDisplayRunsTheForwarderAlone(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts the program")
+	}
+	cfgPath, listen, _, _, _ := desktopConfig(t)
+	p := start(t, []string{"DISPLAY=", "WAYLAND_DISPLAY=", "GATEHOUSE_CONFIG=" + cfgPath, "E2E_OPENAI_KEY=" + e2eSecret})
+	p.waitLine(t, regexp.MustCompile(`no display \(neither DISPLAY nor WAYLAND_DISPLAY is set\).*running the forwarder alone`))
+	p.waitLine(t, regexp.MustCompile(`msg="forwarder listening"`))
+	res, err := http.Get("http://" + listen + "/health")
+	require.NoError(t, err)
+	res.Body.Close()
+	assert.Equal(t, http.StatusOK, res.StatusCode)
+	require.NoError(t, p.cmd.Process.Signal(os.Interrupt))
+	require.NoError(t, <-p.done, p.output())
+}

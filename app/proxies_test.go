@@ -2,6 +2,7 @@ package app
 
 import (
 	"net"
+	"os"
 	"strings"
 	"testing"
 
@@ -58,4 +59,31 @@ interval = "1h"
 	cfg, err := proxy.LoadConfig(h.path)
 	require.NoError(t, err)
 	assert.Empty(t, cfg.Pools[0].Pinned, "saved in the config")
+}
+
+func TestAConfigMistakeAtStartShowsAndAFixStartsForwarding(t *testing.T) {
+	h := newHarness(t, "version = 1\n\n[[upstreams]]\nname = \"openai\"\nbase_url = \"not a url\"\n")
+	s := h.waitState(t, stateStopped)
+	o := h.ui.overview
+	assert.Contains(t, s.Reason, "config.toml:5", "the file and line")
+	assert.Contains(t, s.Reason, "base_url", "the field")
+	assert.True(t, o.problem.Visible())
+	assert.Contains(t, o.problem.Text, "config.toml:5")
+	assert.Contains(t, o.problem.Text, h.path, "where the file is")
+	assert.True(t, o.pause.Disabled(), "nothing to pause")
+	assert.True(t, strings.HasPrefix(h.ui.tray.menu.Items[0].Label, "Stopped: config.toml:5: upstreams[0].base_url:"), h.ui.tray.menu.Items[0].Label)
+	assert.Equal(t, iconPaused, h.ui.tray.iconName)
+
+	require.NoError(t, os.WriteFile(h.path, []byte("version = 1\n\n[[upstreams]]\nname = \"openai\"\nbase_url = \"http://127.0.0.1:9/v1\"\nmodels = [\"gpt-*\"]\n"), 0o600))
+	s = h.waitState(t, stateRunning)
+	assert.False(t, o.problem.Visible())
+	assert.Contains(t, o.upstreams.Text, "openai — gpt-* — direct")
+	assert.Equal(t, "Forwarding on "+s.Listen, h.ui.tray.menu.Items[0].Label)
+}
+
+func TestNoUpstreamSaysWhereToAddOne(t *testing.T) {
+	h := newHarness(t, "version = 1\n")
+	h.waitState(t, stateRunning)
+	assert.Contains(t, h.ui.overview.upstreams.Text, "No upstream is configured yet")
+	assert.Contains(t, h.ui.overview.upstreams.Text, h.path)
 }

@@ -3,6 +3,7 @@ package app
 import (
 	"context"
 	"fmt"
+	"path/filepath"
 	"runtime"
 	"strings"
 	"time"
@@ -96,7 +97,9 @@ func statusLine(s Snapshot) string {
 	case stateStarting:
 		return lang.L("Starting…")
 	}
-	return lang.L("Stopped: {{.Reason}}", map[string]any{"Reason": shorten(s.Reason, 90)})
+	// The config file's folder is left out: the window shows the whole path.
+	reason := strings.ReplaceAll(s.Reason, filepath.Dir(s.ConfigPath)+string(filepath.Separator), "")
+	return lang.L("Stopped: {{.Reason}}", map[string]any{"Reason": shorten(reason, 90)})
 }
 
 // memberLine is a pool member as the tray shows it: its state, URL and
