@@ -15,6 +15,7 @@ import (
 	"bufio"
 	"context"
 	"encoding/json"
+	"errors"
 	"flag"
 	"fmt"
 	"io"
@@ -110,8 +111,10 @@ func start(name, bin string, args ...string) (*process, error) {
 // startGatehouse runs `gatehouse serve` with cfg; its one log line per
 // request goes to a file, as a user's terminal would take it. The config
 // has a folder of its own, as it has at home: serve watches that folder,
-// and a log written into it would wake the watcher on every line.
-func startGatehouse(bin, name, dir, cfg string) (*process, error) {
+// and a log written into it would wake the watcher on every line. With a
+// display (an X server's ":N"), it runs the desktop app instead: window,
+// tray and forwarder in one process, as `gatehouse` with no arguments.
+func startGatehouse(bin, name, dir, cfg, display string) (*process, error) {
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		return nil, err
@@ -122,6 +125,9 @@ func startGatehouse(bin, name, dir, cfg string) (*process, error) {
 		return nil, err
 	}
 	path := filepath.Join(dir, name, "config.toml")
+	if display != "" {
+		cfg = fmt.Sprintf("listen = %q\n", addr) + cfg // the desktop app takes no --listen
+	}
 	if err := os.WriteFile(path, []byte(cfg), 0o600); err != nil {
 		return nil, err
 	}
@@ -131,6 +137,15 @@ func startGatehouse(bin, name, dir, cfg string) (*process, error) {
 	}
 	cmd := exec.Command(bin, "serve", "--config", path, "--listen", addr)
 	cmd.Env = append(os.Environ(), "BENCH_KEY="+benchKey, "XDG_CACHE_HOME="+dir)
+	if display != "" {
+		run := filepath.Join(dir, name, "run")
+		if err := os.MkdirAll(run, 0o700); err != nil {
+			return nil, err
+		}
+		cmd = exec.Command(bin)
+		cmd.Env = append(os.Environ(), "BENCH_KEY="+benchKey, "XDG_CACHE_HOME="+dir, "DISPLAY="+display, "WAYLAND_DISPLAY=",
+			"GATEHOUSE_CONFIG="+path, "XDG_RUNTIME_DIR="+run, "XDG_CONFIG_HOME="+filepath.Join(dir, name))
+	}
 	if profileDir != "" {
 		cmd.Env = append(cmd.Env, "GATEHOUSE_CPUPROFILE="+filepath.Join(profileDir, name+".pprof"))
 	}
@@ -142,6 +157,9 @@ func startGatehouse(bin, name, dir, cfg string) (*process, error) {
 	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(20 * time.Millisecond) {
 		if res, err := http.Get(p.url + "/health"); err == nil {
 			res.Body.Close()
+			if display != "" {
+				showRequests(display)
+			}
 			return p, nil
 		}
 		if time.Now().After(deadline) {
@@ -641,12 +659,21 @@ interval = "1m"
 		{name: "direct to the mock", url: mock.url},
 		{name: "floor: bare ReverseProxy", url: floor.url, server: floor},
 	}
-	for _, g := range []struct{ name, process, via string }{
-		{"gatehouse serve", "gatehouse", "direct"},
-		{"gatehouse, pool of 2 SOCKS5", "gatehouse-pool", "pool:bench"},
-		{"gatehouse, one SOCKS5 hop", "gatehouse-socks5", socksA.URL},
-	} {
-		p, err := startGatehouse(bin, g.process, dir, realistic(g.via))
+	paths := []struct{ name, process, via, display string }{
+		{"gatehouse serve", "gatehouse", "direct", ""},
+		{"gatehouse, pool of 2 SOCKS5", "gatehouse-pool", "pool:bench", ""},
+		{"gatehouse, one SOCKS5 hop", "gatehouse-socks5", socksA.URL, ""},
+	}
+	// The desktop app, window open, under Xvfb when it is installed: it
+	// must forward as fast as serve.
+	if display, stopX, err := startXvfb(); err == nil {
+		defer stopX()
+		paths = append(paths, struct{ name, process, via, display string }{"gatehouse desktop app (Xvfb)", "gatehouse-desktop", "direct", display})
+	} else {
+		fmt.Fprintf(os.Stderr, "not measuring the desktop app: %v\n", err)
+	}
+	for _, g := range paths {
+		p, err := startGatehouse(bin, g.process, dir, realistic(g.via), g.display)
 		if err != nil {
 			return err
 		}
@@ -692,6 +719,54 @@ interval = "1m"
 	return os.WriteFile(out, append(data, '\n'), 0o644)
 }
 
+// showRequests opens the desktop app's Requests section, so that the
+// table takes every request as the bench sends them; without xdotool the
+// window stays on the Overview.
+func showRequests(display string) {
+	env := append(os.Environ(), "DISPLAY="+display)
+	for range 100 {
+		find := exec.Command("xdotool", "search", "--onlyvisible", "--name", "^Gatehouse$")
+		find.Env = env
+		out, err := find.Output()
+		if errors.Is(err, exec.ErrNotFound) {
+			fmt.Fprintln(os.Stderr, "xdotool is not installed: the desktop app is measured on its Overview")
+			return
+		}
+		if ids := strings.Fields(string(out)); len(ids) > 0 {
+			click := exec.Command("xdotool", "mousemove", "--window", ids[0], "40", "75", "click", "1")
+			click.Env = env
+			_ = click.Run()
+			return
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+// startXvfb starts an X server for the desktop app and returns its display.
+func startXvfb() (string, func(), error) {
+	if _, err := exec.LookPath("Xvfb"); err != nil {
+		return "", nil, errors.New("Xvfb is not installed (apt-get install xvfb)")
+	}
+	r, w, err := os.Pipe()
+	if err != nil {
+		return "", nil, err
+	}
+	defer r.Close()
+	cmd := exec.Command("Xvfb", "-displayfd", "3", "-screen", "0", "1280x800x24", "-nolisten", "tcp")
+	cmd.ExtraFiles = []*os.File{w}
+	err = cmd.Start()
+	w.Close()
+	if err != nil {
+		return "", nil, err
+	}
+	line, err := bufio.NewReader(r).ReadString('\n')
+	if err != nil {
+		_ = cmd.Process.Kill()
+		return "", nil, fmt.Errorf("Xvfb did not start: %w", err)
+	}
+	return ":" + strings.TrimSpace(line), func() { _ = cmd.Process.Kill(); _ = cmd.Wait() }, nil
+}
+
 // report prints every figure as a ratio to the floor's, with the raw value.
 func report(results []Result, mem Memory) {
 	floor := results[1]
@@ -717,4 +792,8 @@ func report(results []Result, mem Memory) {
 	fmt.Printf("Targets: p50 ≤ 1.2× (%.2f× end to end, %.2f× added), p99 ≤ 1.5× (%.2f×), req/s ≥ 0.85× (%.2f×), TTFB within 1 ms of the floor (p50 %+.2f ms, p99 %+.2f ms), event gap within 1 ms (%+.2f ms), 1,000 streams ≤ 64 MB (%.1f MB), idle < 30 MB (%.1f MB), a 5 MB body at most one extra copy (%.2f).\n",
 		g.P50ms/floor.P50ms, g.AddedP50ms/floor.AddedP50ms, g.P99ms/floor.P99ms, g.RPS32/floor.RPS32, g.TTFBp50ms-floor.TTFBp50ms, g.TTFBp99ms-floor.TTFBp99ms, g.GapP99ms-floor.GapP99ms,
 		mb(mem.During-mem.Before), mb(mem.IdleRSS), g.BigBodyCopies)
+	for _, r := range results[5:] {
+		fmt.Printf("%s: added p50 at concurrency 1 %.2f× serve's (%.3f ms against %.3f ms); target within 1.10×.\n",
+			r.Path, r.AddedP50ms/g.AddedP50ms, r.AddedP50ms, g.AddedP50ms)
+	}
 }

@@ -64,7 +64,7 @@ interval = "2s"
 timeout = "2s"
 `, generation, mock.url, a.URL, b.URL)
 	}
-	gh, err := startGatehouse(bin, "gatehouse-soak", dir, config(0))
+	gh, err := startGatehouse(bin, "gatehouse-soak", dir, config(0), "")
 	if err != nil {
 		return err
 	}
