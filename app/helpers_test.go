@@ -16,6 +16,16 @@ import (
 	"github.com/gatehouse-app/gatehouse/proxy"
 )
 
+// testSecret is the key of TEST_KEY; tests scan what the app shows for it.
+const testSecret = "sk-app-test-5ecret-31c7d0"
+
+func testEnv(name string) (string, bool) {
+	if name == "TEST_KEY" {
+		return testSecret, true
+	}
+	return "", false
+}
+
 // harness is the app's UI on Fyne's test driver, over a real proxy.Service
 // listening on a free loopback port with the given config file text.
 type harness struct {
@@ -36,7 +46,7 @@ func newHarness(t *testing.T, configText string) *harness {
 		ConfigPath: path,
 		RequestLog: h.reqlog,
 		NewService: func() (*proxy.Service, error) {
-			return proxy.NewService(path, "127.0.0.1:0", proxy.EnvCredentials{}, h.reqlog, nil)
+			return proxy.NewService(path, "127.0.0.1:0", proxy.EnvCredentials{LookupEnv: testEnv}, h.reqlog, nil)
 		},
 		Log: slog.New(slog.DiscardHandler),
 	})
@@ -110,3 +120,5 @@ func waitFor(t *testing.T, what string, cond func() bool) {
 		time.Sleep(10 * time.Millisecond)
 	}
 }
+
+func rowCell(row int) widget.TableCellID { return widget.TableCellID{Row: row} }
