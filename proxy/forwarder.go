@@ -344,8 +344,8 @@ func (f *Forwarder) forward(rt *runtime, w *recorder, r *http.Request, name stri
 		rest = strings.TrimPrefix(r.URL.EscapedPath(), "/u/"+name)
 		rest = strings.TrimPrefix(rest, "/")
 	}
-	if hasDotSegment(rest) {
-		fail(newAPIError(http.StatusBadRequest, "bad_path", "the path must not contain '.' or '..' segments"))
+	if msg := badPath(rest); msg != "" {
+		fail(newAPIError(http.StatusBadRequest, "bad_path", msg))
 		return
 	}
 
@@ -429,13 +429,28 @@ func bodyError(ctx context.Context, err error) *apiError {
 	return newAPIError(http.StatusBadRequest, "bad_body", "reading the request body failed: "+err.Error())
 }
 
-func hasDotSegment(p string) bool {
-	for seg := range strings.SplitSeq(p, "/") {
-		if seg == "." || seg == ".." || strings.EqualFold(seg, "%2e") || strings.EqualFold(seg, "%2e%2e") {
-			return true
+// badPath says why the escaped path after /v1/ (or /u/<name>/) may not be
+// forwarded, or "". Each segment is decoded before it is checked, so that
+// ".%2e" and "%2e." count as "..": a front end that normalises the path
+// would otherwise resolve them outside the base URL's prefix. Encoded
+// slashes and backslashes are refused, since a front end may decode them
+// into separators ("..%2f").
+func badPath(escaped string) string {
+	for seg := range strings.SplitSeq(escaped, "/") {
+		if !strings.ContainsAny(seg, "%\\") && seg != "." && seg != ".." {
+			continue
+		}
+		dec, err := url.PathUnescape(seg)
+		switch {
+		case err != nil:
+			return "the path has a malformed percent escape"
+		case strings.ContainsAny(dec, "/\\"):
+			return "the path must not contain encoded slashes or backslashes (%2F, %5C)"
+		case dec == "." || dec == "..":
+			return "the path must not contain '.' or '..' segments, encoded or not"
 		}
 	}
-	return false
+	return ""
 }
 
 func upstreamNames(ups []*upstreamRT) string {
