@@ -1,11 +1,14 @@
 package proxy
 
 import (
+	"io"
 	"net/http"
 	"net/http/httptest"
+	"sync"
 	"sync/atomic"
 	"testing"
 
+	"github.com/gatehouse-app/gatehouse/internal/mockllm"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 )
@@ -48,4 +51,37 @@ func TestPathGuardDecodesSegments(t *testing.T) {
 	res, out := h.do(t, http.MethodGet, "/v1/files/file%20a.txt", "", nil)
 	require.Equal(t, http.StatusOK, res.StatusCode, out, "other escapes pass")
 	assert.Equal(t, "/v1/files/file a.txt", *last.Load(), "other escapes pass")
+}
+
+// TestConcurrentModelLists: many clients ask for /v1/models at once, while
+// the upstreams' lists are fetched (one answers, one fails); -race finds
+// any unguarded field of the cache.
+func TestConcurrentModelLists(t *testing.T) {
+	good := httptest.NewServer(&mockllm.Server{Models: []string{"gpt-4o"}})
+	defer good.Close()
+	bad := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		http.Error(w, "down", http.StatusInternalServerError)
+	}))
+	defer bad.Close()
+	h := newHarness(t, &Config{Upstreams: []Upstream{
+		{Name: "good", BaseURL: good.URL + "/v1", Models: []string{"gpt-*"}, Auth: AuthNone},
+		{Name: "bad", BaseURL: bad.URL + "/v1", Models: []string{"bad-*", "bad-1"}, Auth: AuthNone},
+	}})
+	var wg sync.WaitGroup
+	for range 16 {
+		wg.Go(func() {
+			for range 4 {
+				res, err := http.Get(h.url("/v1/models"))
+				if !assert.NoError(t, err) {
+					return
+				}
+				body, _ := io.ReadAll(res.Body)
+				res.Body.Close()
+				assert.Equal(t, http.StatusOK, res.StatusCode)
+				assert.Contains(t, string(body), `"gpt-4o"`)
+				assert.Contains(t, string(body), `"bad-1"`)
+			}
+		})
+	}
+	wg.Wait()
 }
