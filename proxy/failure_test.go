@@ -4,6 +4,8 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"os"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -84,4 +86,49 @@ func TestConcurrentModelLists(t *testing.T) {
 		})
 	}
 	wg.Wait()
+}
+
+// TestEditNeverOverwritesTheUsersFile: a tray toggle edits the file as it
+// is on disk. When the user's last edit has a mistake (and was refused),
+// the toggle is refused too and the file stays as the user wrote it; a
+// --listen override is never written into the file.
+func TestEditNeverOverwritesTheUsersFile(t *testing.T) {
+	const good = "listen = \"127.0.0.1:4747\"\n\n[[pools]]\nname = \"work\"\nproxies = [\"socks5://127.0.0.1:1080\"]\n"
+	path := writeConfig(t, good)
+	svc, err := NewService(path, "127.0.0.1:0", envCreds(nil), nil, nil)
+	require.NoError(t, err)
+	require.Equal(t, "127.0.0.1:0", svc.Forwarder.Config().Listen)
+
+	require.NoError(t, svc.SetDirect(true))
+	saved, err := LoadConfig(path)
+	require.NoError(t, err)
+	assert.True(t, saved.Direct)
+	assert.Equal(t, "127.0.0.1:4747", saved.Listen, "the --listen override is not saved")
+	assert.True(t, svc.Forwarder.Config().Direct)
+	assert.Equal(t, "127.0.0.1:0", svc.Forwarder.Config().Listen, "and still applies")
+
+	// The user adds an upstream by hand, with a mistake; the reload refuses it.
+	mistake := "listen = \"127.0.0.1:4747\"\ndirect = true\n\n[[upstreams]]\nname = \"mine\"\nbase_url = \"htps://typo.example/v1\"\n"
+	require.NoError(t, os.WriteFile(path, []byte(mistake), 0o600))
+	require.Error(t, svc.Reload())
+
+	err = svc.SetDirect(false)
+	require.Error(t, err, "the tray toggle is refused")
+	assert.Contains(t, err.Error(), "has a mistake")
+	assert.Contains(t, err.Error(), "upstreams[0].base_url")
+	got, err := os.ReadFile(path)
+	require.NoError(t, err)
+	assert.Equal(t, mistake, string(got), "the user's file is untouched")
+	assert.True(t, svc.Forwarder.Config().Direct, "the config in use is unchanged")
+
+	// Once fixed, a toggle keeps the user's new upstream.
+	fixed := strings.Replace(mistake, "htps://", "https://", 1)
+	require.NoError(t, os.WriteFile(path, []byte(fixed), 0o600))
+	require.NoError(t, svc.SetDirect(false))
+	saved, err = LoadConfig(path)
+	require.NoError(t, err)
+	assert.False(t, saved.Direct)
+	require.Len(t, saved.Upstreams, 1, "the edit starts from the file, not from the config in use")
+	assert.Equal(t, "mine", saved.Upstreams[0].Name)
+	assert.Len(t, svc.Forwarder.Config().Upstreams, 1)
 }

@@ -101,17 +101,26 @@ func (s *Service) Reload() error {
 	return nil
 }
 
-// Edit changes the config with change, saves it and applies it. Nothing
-// is saved or applied when change fails or the result is invalid.
+// Edit changes the config file with change, saves it and applies it. It
+// reads the file again, so that it never replaces what the user wrote
+// with the config in use: a file with a mistake is left as it is and the
+// edit refused, and a --listen override is applied but never saved.
+// Nothing is saved or applied when change fails or the result is invalid.
 func (s *Service) Edit(change func(*Config) error) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	cfg := s.Forwarder.Config().Clone()
+	cfg, err := LoadConfig(s.path)
+	if err != nil {
+		return fmt.Errorf("the config file has a mistake, so the change was not saved; fix the file first (it is left as it is): %w", err)
+	}
 	if err := change(cfg); err != nil {
 		return err
 	}
 	if err := SaveConfig(s.path, cfg); err != nil {
 		return err
+	}
+	if s.listen != "" {
+		cfg.Listen = s.listen
 	}
 	return s.Forwarder.Apply(cfg, filepath.Dir(s.path))
 }
