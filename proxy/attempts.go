@@ -17,8 +17,9 @@ const (
 // attempts is the transport of every upstream's reverse proxy. It tries the
 // request on the upstream's usable keys in turn and then on its fallback
 // upstreams, at most max_attempts times, while nothing has gone to the
-// client yet: a 429 or 529 cools the key and moves to the next, a 401 or
-// 403 rejects it and moves on, a 500, 502, 503 or 504 moves on after a
+// client yet: a 429 or 529 cools the key and moves to the next, a 401 (or
+// an error body that says the key is invalid) rejects it and moves on, a
+// 403 goes back as it is, a 500, 502, 503 or 504 moves on after a
 // backoff, and an upstream that cannot be reached gives way to the next
 // fallback. Any other answer, 2xx or a client error such as 400, is
 // returned as it is. When every attempt failed, the last upstream answer
@@ -97,7 +98,7 @@ func (a attempts) RoundTrip(out *http.Request) (*http.Response, error) {
 		}
 		a.f.keys.trying(c.u.cfg, c.key, time.Now())
 		res, err := c.u.transport.RoundTrip(req)
-		a.f.keys.observe(c.u.cfg, c.key, res, time.Now())
+		rejected := a.f.keys.observe(c.u.cfg, c.key, res, time.Now())
 		if err != nil {
 			if ctx.Err() != nil {
 				return nil, err
@@ -108,7 +109,7 @@ func (a attempts) RoundTrip(out *http.Request) (*http.Response, error) {
 			lastErr, unreachable[c.u] = err, true // another key will not reach it either
 			continue
 		}
-		if !retryable(res.StatusCode, c.u.cfg.Auth) {
+		if !rejected && !retryable(res.StatusCode) {
 			return res, nil
 		}
 		last, lastErr = res, nil
@@ -168,24 +169,23 @@ func attempt(out *http.Request, st *forwardState, u *upstreamRT, key Credential,
 	return req, nil
 }
 
-// retryable says whether another key or upstream may do better.
-func retryable(status int, auth string) bool {
+// retryable says whether another key or upstream may do better, whatever
+// the key: a rejected key (observe) is retried too.
+func retryable(status int) bool {
 	switch status {
 	case http.StatusTooManyRequests, 529,
 		http.StatusInternalServerError, http.StatusBadGateway, http.StatusServiceUnavailable, http.StatusGatewayTimeout:
 		return true
-	case http.StatusUnauthorized, http.StatusForbidden:
-		return auth != AuthNone
 	}
 	return false
 }
 
-// backoff is the wait before attempt n+1 after res: none after a key's 429,
-// 401 or 403 (the next key is another key), else Retry-After or an
+// backoff is the wait before attempt n+1 after res: none after a key's 429
+// or rejection (the next key is another key), else Retry-After or an
 // exponential step from 250 ms, capped.
 func backoff(res *http.Response, n int, limit time.Duration) time.Duration {
 	switch res.StatusCode {
-	case http.StatusTooManyRequests, 529, http.StatusUnauthorized, http.StatusForbidden:
+	case http.StatusTooManyRequests, 529, http.StatusUnauthorized, http.StatusForbidden, http.StatusBadRequest:
 		return 0
 	}
 	d := retryAfter(res, firstBackoff<<min(n-1, 10), time.Now())

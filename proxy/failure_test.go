@@ -1,6 +1,7 @@
 package proxy
 
 import (
+	"fmt"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -131,4 +132,83 @@ func TestEditNeverOverwritesTheUsersFile(t *testing.T) {
 	require.Len(t, saved.Upstreams, 1, "the edit starts from the file, not from the config in use")
 	assert.Equal(t, "mine", saved.Upstreams[0].Name)
 	assert.Len(t, svc.Forwarder.Config().Upstreams, 1)
+}
+
+// TestForbiddenIsNotAVerdictOnTheKey: only a 401, or an error body that
+// says the key is invalid, rejects a key. A 403 (a model the account may
+// not use, a region refused) goes to the client as it is, no other key is
+// tried, and every key stays usable.
+func TestForbiddenIsNotAVerdictOnTheKey(t *testing.T) {
+	type reply struct {
+		status int
+		body   string
+	}
+	const denied = `{"error":{"message":"you may not use model forbidden-1","type":"permission_error"}}`
+	tests := []struct {
+		name   string
+		first  reply // key a's answer to the first request
+		status int
+		calls  []string
+		states map[string]string
+	}{
+		{"403 goes back as it is", reply{403, denied},
+			403, []string{"a:403"}, map[string]string{"a": KeyOK, "b": KeyOK}},
+		{"403 with invalid_api_key rejects", reply{403, `{"error":{"message":"Incorrect API key provided","type":"invalid_request_error","code":"invalid_api_key"}}`},
+			200, []string{"a:403", "b:200"}, map[string]string{"a": KeyRejected, "b": KeyOK}},
+		{"400 with API_KEY_INVALID rejects", reply{400, `{"error":{"code":400,"message":"API key not valid.","status":"INVALID_ARGUMENT","details":[{"reason":"API_KEY_INVALID"}]}}`},
+			200, []string{"a:400", "b:200"}, map[string]string{"a": KeyRejected, "b": KeyOK}},
+		{"400 for anything else goes back", reply{400, `{"error":{"message":"bad messages","type":"invalid_request_error"}}`},
+			400, []string{"a:400"}, map[string]string{"a": KeyOK, "b": KeyOK}},
+		{"401 rejects", reply{401, `{"type":"error","error":{"type":"authentication_error","message":"invalid x-api-key"}}`},
+			200, []string{"a:401", "b:200"}, map[string]string{"a": KeyRejected, "b": KeyOK}},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			var mu sync.Mutex
+			var calls []string
+			first := true
+			up := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				key := strings.TrimPrefix(r.Header.Get("Authorization"), "Bearer ")
+				mu.Lock()
+				rep := reply{200, `{"ok":true}`}
+				if first && key == "a" {
+					rep, first = tc.first, false
+				}
+				calls = append(calls, fmt.Sprintf("%s:%d", key, rep.status))
+				mu.Unlock()
+				w.Header().Set("Content-Type", "application/json")
+				w.WriteHeader(rep.status)
+				io.WriteString(w, rep.body)
+			}))
+			defer up.Close()
+			cfg := &Config{Upstreams: []Upstream{{Name: "main", BaseURL: up.URL + "/v1", Models: []string{"*"}, Keys: []string{"a", "b"}, KeyStrategy: KeyFillFirst}}}
+			cfg.applyDefaults()
+			f := NewForwarder(keyCreds{"main": keys("a", "b")}, nil, nil)
+			require.NoError(t, f.Apply(cfg, ""))
+			srv := httptest.NewServer(f)
+			defer srv.Close()
+
+			post := func(model string) (int, string) {
+				res, err := http.Post(srv.URL+"/v1/chat/completions", "application/json", strings.NewReader(`{"model":"`+model+`"}`))
+				require.NoError(t, err)
+				defer res.Body.Close()
+				b, _ := io.ReadAll(res.Body)
+				return res.StatusCode, string(b)
+			}
+			status, body := post("forbidden-1")
+			assert.Equal(t, tc.status, status, body)
+			if tc.status != 200 {
+				assert.Equal(t, tc.first.body, body, "the upstream's answer, faithfully")
+			}
+			mu.Lock()
+			assert.Equal(t, tc.calls, calls)
+			mu.Unlock()
+			for label, want := range tc.states {
+				assert.Equal(t, want, keyState_(f, label), "key %s", label)
+			}
+
+			status, body = post("allowed-1")
+			assert.Equal(t, 200, status, "the next request has a usable key: %s", body)
+		})
+	}
 }
