@@ -212,3 +212,77 @@ func TestForbiddenIsNotAVerdictOnTheKey(t *testing.T) {
 		})
 	}
 }
+
+// TestKeyEnableEndpoint: a rejected key comes back with a POST from this
+// machine (what `gatehouse key enable` sends); a web page cannot send it.
+func TestKeyEnableEndpoint(t *testing.T) {
+	var mu sync.Mutex
+	var seen []string
+	rejectA := true
+	up := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		key := strings.TrimPrefix(r.Header.Get("Authorization"), "Bearer ")
+		mu.Lock()
+		defer mu.Unlock()
+		seen = append(seen, key)
+		if key == "a" && rejectA {
+			rejectA = false
+			w.WriteHeader(http.StatusUnauthorized)
+			return
+		}
+		io.WriteString(w, `{}`)
+	}))
+	defer up.Close()
+	cfg := &Config{Upstreams: []Upstream{{Name: "main", BaseURL: up.URL + "/v1", Models: []string{"*"}, Keys: []string{"a", "b"}, KeyStrategy: KeyFillFirst}}}
+	cfg.applyDefaults()
+	f := NewForwarder(keyCreds{"main": keys("a", "b")}, nil, nil)
+	require.NoError(t, f.Apply(cfg, ""))
+	srv := httptest.NewServer(f)
+	defer srv.Close()
+	chat := func() {
+		res, err := http.Post(srv.URL+"/v1/chat/completions", "application/json", strings.NewReader(`{"model":"m"}`))
+		require.NoError(t, err)
+		res.Body.Close()
+		require.Equal(t, http.StatusOK, res.StatusCode)
+	}
+	chat()
+	require.Equal(t, KeyRejected, keyState_(f, "a"))
+
+	enable := func(method, ctype, origin, body string) (int, string) {
+		req, err := http.NewRequest(method, srv.URL+KeyEnablePath, strings.NewReader(body))
+		require.NoError(t, err)
+		if ctype != "" {
+			req.Header.Set("Content-Type", ctype)
+		}
+		if origin != "" {
+			req.Header.Set("Origin", origin)
+		}
+		res, err := http.DefaultClient.Do(req)
+		require.NoError(t, err)
+		defer res.Body.Close()
+		b, _ := io.ReadAll(res.Body)
+		return res.StatusCode, string(b)
+	}
+	const ref = `{"upstream":"main","label":"a"}`
+	for _, tc := range []struct {
+		name                        string
+		method, ctype, origin, body string
+		status                      int
+	}{
+		{"from a web page", "POST", "application/json", "https://evil.example", ref, http.StatusForbidden},
+		{"a form post", "POST", "application/x-www-form-urlencoded", "", ref, http.StatusUnsupportedMediaType},
+		{"a GET", "GET", "", "", "", http.StatusMethodNotAllowed},
+		{"an unknown key", "POST", "application/json", "", `{"upstream":"main","label":"zz"}`, http.StatusNotFound},
+	} {
+		status, out := enable(tc.method, tc.ctype, tc.origin, tc.body)
+		assert.Equal(t, tc.status, status, "%s: %s", tc.name, out)
+		assert.Equal(t, KeyRejected, keyState_(f, "a"), tc.name)
+	}
+	status, out := enable("POST", "application/json", "", ref)
+	require.Equal(t, http.StatusOK, status, out)
+	assert.JSONEq(t, `{"upstream":"main","label":"a","state":"ok"}`, out)
+	assert.Equal(t, KeyOK, keyState_(f, "a"))
+	chat()
+	mu.Lock()
+	assert.Equal(t, []string{"a", "b", "a"}, seen, "the enabled key is used again")
+	mu.Unlock()
+}

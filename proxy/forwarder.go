@@ -262,6 +262,13 @@ func (f *Forwarder) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		f.serveStatus(rw, r)
 		return
 	}
+	if r.URL.Path == KeyEnablePath {
+		if e := f.serveKeyEnable(rw, r); e != nil {
+			rec.Error = e.Message
+			writeAPIError(rw, e)
+		}
+		return
+	}
 	if e := f.checkToken(rt, r, rec); e != nil {
 		rec.Error = e.Message
 		writeAPIError(rw, e)

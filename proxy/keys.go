@@ -3,6 +3,7 @@ package proxy
 import (
 	"bytes"
 	"crypto/sha256"
+	"encoding/json"
 	"fmt"
 	"io"
 	"net/http"
@@ -272,4 +273,48 @@ func (f *Forwarder) KeyStatus() []KeyStatus {
 func (f *Forwarder) EnableKey(upstream, label string) {
 	f.keys.enable(upstream, label)
 	f.changes.notify()
+}
+
+// KeyEnablePath puts a rejected or cooling key back into use in the
+// running forwarder (`gatehouse key enable UPSTREAM LABEL`): a POST with
+// the JSON body {"upstream": "...", "label": "..."}. It answers clients on
+// this machine only, and no web page: a request with an Origin header, or
+// whose body is not declared as JSON (which a page cannot send without a
+// CORS preflight, which is refused), is refused. Local access tokens are
+// not asked for, as for StatusPath: a command on this machine has none.
+const KeyEnablePath = "/gatehouse/keys/enable"
+
+// KeyRef names one key of one upstream.
+type KeyRef struct {
+	Upstream string `json:"upstream"`
+	Label    string `json:"label"`
+}
+
+func (f *Forwarder) serveKeyEnable(w http.ResponseWriter, r *http.Request) *apiError {
+	switch {
+	case !isLoopbackHost(clientIP(r)):
+		return newAPIError(http.StatusForbidden, "not_local", "keys can be enabled only from the machine Gatehouse runs on")
+	case r.Header.Get("Origin") != "":
+		return newAPIError(http.StatusForbidden, "origin_not_allowed", "keys cannot be enabled from a web page")
+	case r.Method != http.MethodPost:
+		return newAPIError(http.StatusMethodNotAllowed, "method_not_allowed", "POST {\"upstream\": ..., \"label\": ...} to enable a key")
+	case !strings.HasPrefix(r.Header.Get("Content-Type"), "application/json"):
+		return newAPIError(http.StatusUnsupportedMediaType, "bad_content_type", "send the key as JSON (Content-Type: application/json)")
+	}
+	var ref KeyRef
+	if err := json.NewDecoder(io.LimitReader(r.Body, 4<<10)).Decode(&ref); err != nil {
+		return newAPIError(http.StatusBadRequest, "bad_body", "the body must be JSON such as {\"upstream\": \"openai\", \"label\": \"main\"}")
+	}
+	for _, k := range f.KeyStatus() {
+		if k.Upstream == ref.Upstream && k.Label == ref.Label {
+			f.EnableKey(ref.Upstream, ref.Label)
+			k.State, k.Reason, k.Until = KeyOK, "", time.Time{}
+			w.Header().Set("Content-Type", "application/json")
+			w.Header().Set("Cache-Control", "no-store")
+			_ = json.NewEncoder(w).Encode(k)
+			return nil
+		}
+	}
+	return newAPIError(http.StatusNotFound, "unknown_key",
+		fmt.Sprintf("the running forwarder has no key %q of upstream %q; see gatehouse key list", ref.Label, ref.Upstream))
 }
