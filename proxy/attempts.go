@@ -3,7 +3,10 @@ package proxy
 import (
 	"context"
 	"errors"
+	"fmt"
 	"net/http"
+	"net/http/httptrace"
+	"sync/atomic"
 	"time"
 )
 
@@ -97,10 +100,12 @@ func (a attempts) RoundTrip(out *http.Request) (*http.Response, error) {
 			return nil, err
 		}
 		a.f.keys.trying(c.u.cfg, c.key, time.Now())
-		res, err := c.u.transport.RoundTrip(req)
+		res, sent, err := roundTrip(req, st, c.u)
 		rejected := a.f.keys.observe(c.u.cfg, c.key, res, time.Now())
 		if err != nil {
-			if ctx.Err() != nil {
+			if ctx.Err() != nil || sent {
+				// The upstream may have the request (and run and bill
+				// it): it is never sent again, to any key or upstream.
 				return nil, err
 			}
 			if unreachable == nil {
@@ -115,6 +120,61 @@ func (a attempts) RoundTrip(out *http.Request) (*http.Response, error) {
 		last, lastErr = res, nil
 	}
 	return finish(last, lastErr)
+}
+
+// roundTrip sends one attempt and waits for the answer to begin: for a
+// stream, first_byte_timeout; for a plain answer, which sends its headers
+// only when it is complete, what is left of request_timeout. sent reports
+// whether any of the request was written, so that it is never sent again.
+func roundTrip(req *http.Request, st *forwardState, u *upstreamRT) (res *http.Response, sent bool, err error) {
+	wait, what := st.answerWait(u.cfg)
+	ctx, cancel := context.WithCancelCause(req.Context())
+	var wrote atomic.Bool
+	ctx = httptrace.WithClientTrace(ctx, &httptrace.ClientTrace{
+		WroteRequest: func(httptrace.WroteRequestInfo) { wrote.Store(true) }, // with an error too: part may be out
+	})
+	timer := time.AfterFunc(wait, func() { cancel(errNoAnswer) })
+	res, err = u.transport.RoundTrip(req.WithContext(ctx))
+	if !timer.Stop() {
+		// The wait is over: whatever came back is cut off.
+		if res != nil {
+			res.Body.Close()
+		}
+		res, err = nil, &noAnswerError{setting: what, wait: wait}
+	}
+	if err != nil {
+		cancel(nil)
+	}
+	// On success ctx lives on with the answer's body; it ends with the
+	// request's own context.
+	return res, wrote.Load(), err
+}
+
+// errNoAnswer cancels an attempt whose answer did not begin in time.
+var errNoAnswer = errors.New("no answer in time")
+
+// noAnswerError is an attempt whose answer did not begin within the
+// setting's wait; it is a timeout (504).
+type noAnswerError struct {
+	setting string
+	wait    time.Duration
+}
+
+func (e *noAnswerError) Error() string {
+	return fmt.Sprintf("no answer began within %s (%s)", e.wait, e.setting)
+}
+func (e *noAnswerError) Timeout() bool { return true }
+func (e *noAnswerError) Unwrap() error { return context.DeadlineExceeded }
+
+// answerWait is how long an attempt at u may wait for its answer to begin,
+// and the setting that says so.
+func (st *forwardState) answerWait(u *Upstream) (time.Duration, string) {
+	if st.stream {
+		d, _ := parseDuration(u.FirstByteTimeout, DefaultFirstByteTimeout)
+		return d, "first_byte_timeout"
+	}
+	d, _ := parseDuration(u.RequestTimeout, DefaultRequestTimeout)
+	return d - time.Since(st.rec.Start), "request_timeout"
 }
 
 func finish(last *http.Response, lastErr error) (*http.Response, error) {

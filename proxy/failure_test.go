@@ -10,6 +10,7 @@ import (
 	"sync"
 	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/gatehouse-app/gatehouse/internal/mockllm"
 	"github.com/stretchr/testify/assert"
@@ -285,4 +286,78 @@ func TestKeyEnableEndpoint(t *testing.T) {
 	mu.Lock()
 	assert.Equal(t, []string{"a", "b", "a"}, seen, "the enabled key is used again")
 	mu.Unlock()
+}
+
+// TestSentRequestIsNeverSentAgain: once the primary has received the whole
+// request, a first-byte timeout ends it with 504; neither the primary's
+// other key nor the fallback gets it (the prompt would run, and be billed,
+// twice).
+func TestSentRequestIsNeverSentAgain(t *testing.T) {
+	var primaryHits, fallbackHits atomic.Int64
+	received := make(chan string, 4)
+	primary := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		primaryHits.Add(1)
+		body, _ := io.ReadAll(r.Body)
+		received <- string(body)
+		<-r.Context().Done() // never answers
+	}))
+	defer primary.Close()
+	fallback := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		fallbackHits.Add(1)
+		w.Header().Set("Content-Type", "text/event-stream")
+		io.WriteString(w, "data: [DONE]\n\n")
+	}))
+	defer fallback.Close()
+	cfg := &Config{Upstreams: []Upstream{
+		{Name: "primary", BaseURL: primary.URL + "/v1", Models: []string{"m"}, Keys: []string{"a", "b"}, FirstByteTimeout: "100ms", Fallback: []string{"backup"}, RetryBackoffCap: "1ms"},
+		{Name: "backup", BaseURL: fallback.URL + "/v1"},
+	}}
+	cfg.applyDefaults()
+	f := NewForwarder(keyCreds{"primary": keys("a", "b"), "backup": keys("fb")}, nil, nil)
+	require.NoError(t, f.Apply(cfg, ""))
+	srv := httptest.NewServer(f)
+	defer srv.Close()
+
+	const body = `{"model":"m","stream":true,"stream_options":{"include_usage":true},"messages":[{"role":"user","content":"once"}]}`
+	res, err := http.Post(srv.URL+"/v1/chat/completions", "application/json", strings.NewReader(body))
+	require.NoError(t, err)
+	out, _ := io.ReadAll(res.Body)
+	res.Body.Close()
+	assert.Equal(t, http.StatusGatewayTimeout, res.StatusCode, string(out))
+	assert.Contains(t, string(out), "first_byte_timeout")
+	assert.Equal(t, body, <-received, "the primary received the whole request")
+	assert.Equal(t, int64(1), primaryHits.Load(), "not sent again with the other key")
+	assert.Zero(t, fallbackHits.Load(), "not sent to the fallback")
+}
+
+// TestFirstByteTimeoutIsForStreams: a plain answer sends its headers only
+// when it is complete, so first_byte_timeout does not cut it; it is bounded
+// by request_timeout.
+func TestFirstByteTimeoutIsForStreams(t *testing.T) {
+	release := make(chan struct{})
+	up := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		_, _ = io.Copy(io.Discard, r.Body) // the server notices a closed connection only after the body
+		if strings.Contains(r.URL.Path, "slow") {
+			<-release
+		}
+		if strings.Contains(r.URL.Path, "hang") {
+			<-r.Context().Done()
+			return
+		}
+		io.WriteString(w, `{"usage":{"prompt_tokens":1,"completion_tokens":2}}`)
+	}))
+	defer up.Close()
+	h := newHarness(t, &Config{Upstreams: []Upstream{
+		{Name: "up", BaseURL: up.URL + "/v1", Models: []string{"m"}, Auth: AuthNone, FirstByteTimeout: "50ms", RequestTimeout: "1s"},
+	}})
+	go func() {
+		time.Sleep(200 * time.Millisecond) // four times first_byte_timeout
+		close(release)
+	}()
+	res, out := h.do(t, http.MethodPost, "/v1/slow/chat/completions", `{"model":"m"}`, nil)
+	assert.Equal(t, http.StatusOK, res.StatusCode, out)
+
+	res, out = h.do(t, http.MethodPost, "/v1/hang/chat/completions", `{"model":"m"}`, nil)
+	assert.Equal(t, http.StatusGatewayTimeout, res.StatusCode, out)
+	assert.Contains(t, out, "request_timeout")
 }

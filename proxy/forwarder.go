@@ -216,6 +216,7 @@ type forwardState struct {
 	rec           *Record
 	cancel        context.CancelCauseFunc // ends the upstream request
 	injectedUsage bool                    // stream_options.include_usage is ours
+	stream        bool                    // the client asked for a stream
 }
 
 // upstreamCfg is the config of the upstream that answered.
@@ -412,6 +413,7 @@ func (f *Forwarder) forward(rt *runtime, w *recorder, r *http.Request, name stri
 	defer cancel(nil)
 	st := &forwardState{rt: rt, up: up, rest: rest, query: r.URL.RawQuery, rec: rec, cancel: cancel}
 	st.body, st.injectedUsage = askForUsage(up.cfg, rest, body)
+	st.stream = isStreamRequest(rest, r.URL.RawQuery, body)
 	body = st.body
 
 	r.Header.Del("Transfer-Encoding")

@@ -18,8 +18,9 @@ import (
 	"time"
 )
 
-// DefaultFirstByteTimeout bounds the wait for an upstream's response
-// headers when first_byte_timeout is not set.
+// DefaultFirstByteTimeout bounds the wait for the beginning of a streamed
+// answer when first_byte_timeout is not set. A plain answer, whose headers
+// come only when it is complete, is bounded by request_timeout instead.
 const DefaultFirstByteTimeout = 120 * time.Second
 
 // upstreamRT is an upstream as the forwarder uses it: its config, compiled
@@ -56,7 +57,7 @@ func (u *upstreamRT) target(escapedRest, rawQuery string) *url.URL {
 }
 
 // tlsKey names what an upstream's transport depends on besides its route:
-// roots, client certificate and timeout.
+// roots and client certificate.
 func tlsKey(u *Upstream, dir string) string {
 	ca := ""
 	if u.CAFile != "" {
@@ -66,7 +67,7 @@ func tlsKey(u *Upstream, dir string) string {
 	if u.ClientCert {
 		cert = u.Name // the certificate is the upstream's own
 	}
-	return ca + "\x00" + u.FirstByteTimeout + "\x00" + cert
+	return ca + "\x00" + cert
 }
 
 // ClientCertificates gives the certificate an upstream's TLS handshake
@@ -105,11 +106,9 @@ func proxyFunc(pu *url.URL, passwords ProxyPasswords) func(*http.Request) (*url.
 
 // baseTransport builds an upstream's HTTP transport without its route:
 // timeouts, roots and client certificate. secrets may give certificates.
+// The wait for an answer to begin is not the transport's: it depends on
+// the request (see roundTrip).
 func baseTransport(u *Upstream, dir string, secrets Credentials) (*http.Transport, error) {
-	fbt, err := parseDuration(u.FirstByteTimeout, DefaultFirstByteTimeout)
-	if err != nil {
-		return nil, err
-	}
 	t := &http.Transport{
 		DialContext:           (&net.Dialer{Timeout: 30 * time.Second, KeepAlive: 30 * time.Second}).DialContext,
 		ForceAttemptHTTP2:     true,
@@ -118,7 +117,6 @@ func baseTransport(u *Upstream, dir string, secrets Credentials) (*http.Transpor
 		IdleConnTimeout:       90 * time.Second,
 		TLSHandshakeTimeout:   15 * time.Second,
 		ExpectContinueTimeout: time.Second,
-		ResponseHeaderTimeout: fbt,
 		TLSClientConfig:       &tls.Config{MinVersion: tls.VersionTLS12},
 	}
 	if u.CAFile != "" {
