@@ -1,6 +1,9 @@
 package proxy
 
 import (
+	"bufio"
+	"compress/gzip"
+	"context"
 	"fmt"
 	"io"
 	"net/http"
@@ -360,4 +363,92 @@ func TestFirstByteTimeoutIsForStreams(t *testing.T) {
 	res, out = h.do(t, http.MethodPost, "/v1/hang/chat/completions", `{"model":"m"}`, nil)
 	assert.Equal(t, http.StatusGatewayTimeout, res.StatusCode, out)
 	assert.Contains(t, out, "request_timeout")
+}
+
+// gzipUpstream answers in gzip when asked to, as real APIs do: a plain
+// chat completion with usage, or a stream whose event N+1 is written only
+// after the client has read event N (ack).
+func gzipUpstream(t *testing.T, events int, ack chan int) *httptest.Server {
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		body, _ := io.ReadAll(r.Body)
+		var out io.Writer = w
+		flush := func() { w.(http.Flusher).Flush() }
+		if strings.Contains(r.Header.Get("Accept-Encoding"), "gzip") {
+			w.Header().Set("Content-Encoding", "gzip")
+			zw := gzip.NewWriter(w)
+			defer zw.Close()
+			out = zw
+			flush = func() { zw.Flush(); w.(http.Flusher).Flush() }
+		}
+		if !strings.Contains(string(body), `"stream":true`) {
+			w.Header().Set("Content-Type", "application/json")
+			io.WriteString(out, `{"id":"c1","object":"chat.completion","choices":[{"index":0,"message":{"role":"assistant","content":"hi"}}],"usage":{"prompt_tokens":11,"completion_tokens":7,"total_tokens":18}}`)
+			return
+		}
+		w.Header().Set("Content-Type", "text/event-stream")
+		for i := range events {
+			fmt.Fprintf(out, "data: {\"n\":%d,\"choices\":[{\"delta\":{\"content\":\"x\"}}]}\n\n", i)
+			flush()
+			select {
+			case got := <-ack:
+				if got != i {
+					panic("out of order")
+				}
+			case <-r.Context().Done():
+				return
+			}
+		}
+		io.WriteString(out, "data: {\"choices\":[],\"usage\":{\"prompt_tokens\":5,\"completion_tokens\":3}}\n\ndata: [DONE]\n\n")
+		flush()
+	}))
+	t.Cleanup(srv.Close)
+	return srv
+}
+
+// TestCompressedAnswers: whatever the client accepts, the forwarder reads
+// the answer as text: the usage of a plain answer is counted, and a stream
+// is passed on event by event and recorded as complete.
+func TestCompressedAnswers(t *testing.T) {
+	const events = 4
+	ack := make(chan int)
+	up := gzipUpstream(t, events, ack)
+	h := newHarness(t, &Config{Upstreams: []Upstream{{Name: "up", BaseURL: up.URL + "/v1", Models: []string{"*"}, Auth: AuthNone}}})
+
+	res, out := h.do(t, http.MethodPost, "/v1/chat/completions", `{"model":"m"}`, map[string]string{"Accept-Encoding": "gzip"})
+	require.Equal(t, http.StatusOK, res.StatusCode)
+	require.Empty(t, res.Header.Get("Content-Encoding"))
+	assert.Contains(t, out, `"prompt_tokens":11`)
+	rec := h.lastRecord(t, 1)
+	assert.Equal(t, int64(11), rec.PromptTokens, "usage of a gzip answer is counted")
+	assert.Equal(t, int64(7), rec.CompletionTokens)
+
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second) // a deadlock guard, not a measurement
+	defer cancel()
+	req, _ := http.NewRequestWithContext(ctx, http.MethodPost, h.url("/v1/chat/completions"), strings.NewReader(`{"model":"m","stream":true}`))
+	req.Header.Set("Content-Type", "application/json")
+	req.Header.Set("Accept-Encoding", "gzip")
+	res, err := http.DefaultClient.Do(req)
+	require.NoError(t, err)
+	defer res.Body.Close()
+	require.Empty(t, res.Header.Get("Content-Encoding"))
+	sc := bufio.NewScanner(res.Body)
+	n := 0
+	for n < events && sc.Scan() {
+		line := sc.Text()
+		if !strings.HasPrefix(line, "data: ") {
+			continue
+		}
+		require.True(t, strings.HasPrefix(line, fmt.Sprintf(`data: {"n":%d,`, n)), line)
+		ack <- n // the upstream writes the next event only now
+		n++
+	}
+	require.Equal(t, events, n, "events arrived one by one")
+	rest, err := io.ReadAll(res.Body)
+	require.NoError(t, err)
+	assert.Contains(t, string(rest), "data: [DONE]")
+	assert.NotContains(t, string(rest), `"usage"`, "the usage chunk Gatehouse asked for is not passed on")
+	rec = h.lastRecord(t, 2)
+	assert.Empty(t, rec.Error, "a complete stream")
+	assert.Equal(t, int64(5), rec.PromptTokens)
+	assert.Equal(t, int64(3), rec.CompletionTokens)
 }

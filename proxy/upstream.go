@@ -207,6 +207,11 @@ func (f *Forwarder) newReverseProxy() *httputil.ReverseProxy {
 			for _, h := range strippedRequestHeaders {
 				delete(pr.Out.Header, h) // the names are in canonical form
 			}
+			// The answer must be read as text (usage, stream events), and
+			// the loopback hop to the client gains nothing from compression.
+			// Without the client's Accept-Encoding, the transport asks for
+			// gzip itself and decodes it as it arrives, event by event.
+			delete(pr.Out.Header, "Accept-Encoding")
 		},
 		ModifyResponse: func(res *http.Response) error {
 			st := stateFrom(res.Request.Context())
