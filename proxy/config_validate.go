@@ -334,7 +334,10 @@ func (p *Pool) validate(field string, pools map[string]bool) error {
 	if err := validateBaseURL(p.CheckURL); err != nil {
 		return fieldErr(field+".check_url", "%v", err)
 	}
-	for _, d := range []struct{ name, value string }{{"interval", p.Interval}, {"timeout", p.Timeout}, {"tolerance", p.Tolerance}} {
+	if p.MaxFails < 0 {
+		return fieldErr(field+".max_fails", "must be 1 or more (default %d)", defaultMaxFails)
+	}
+	for _, d := range []struct{ name, value string }{{"interval", p.Interval}, {"timeout", p.Timeout}, {"tolerance", p.Tolerance}, {"fail_duration", p.FailDuration}} {
 		v, err := parseDuration(d.value, 0)
 		if err == nil && v == 0 && d.name != "tolerance" {
 			err = fmt.Errorf("%s must be more than zero", d.name)

@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/gatehouse-app/gatehouse/internal/mockllm"
+	"github.com/gatehouse-app/gatehouse/internal/testproxy"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 )
@@ -451,4 +452,90 @@ func TestCompressedAnswers(t *testing.T) {
 	assert.Empty(t, rec.Error, "a complete stream")
 	assert.Equal(t, int64(5), rec.PromptTokens)
 	assert.Equal(t, int64(3), rec.CompletionTokens)
+}
+
+// TestBrokenUpstreamLeavesThePoolUp: a pool shared by a healthy upstream,
+// one with an untrusted certificate, one the proxy cannot reach and one
+// whose name the proxy cannot resolve. Requests to the broken ones get 502
+// again and again; the members stay up and the healthy upstream keeps
+// being served through the first of them.
+func TestBrokenUpstreamLeavesThePoolUp(t *testing.T) {
+	healthy := httptest.NewServer(&mockllm.Server{})
+	defer healthy.Close()
+	untrusted := httptest.NewTLSServer(&mockllm.Server{})
+	defer untrusted.Close()
+	closed := httptest.NewServer(http.NotFoundHandler())
+	gone := "https://" + closed.Listener.Addr().String()
+	closed.Close()
+	check := generate204()
+	defer check.Close()
+
+	for _, order := range []string{"http proxy first", "socks5h first"} {
+		t.Run(order, func(t *testing.T) {
+			hp, sp := testproxy.HTTP("", ""), testproxy.SOCKS5("", "")
+			defer hp.Stop()
+			defer sp.Stop()
+			// The HTTP proxy cannot reach nowhere.test either.
+			hp.Resolve = func(addr string) string {
+				return strings.Replace(addr, "nowhere.test:443", strings.TrimPrefix(gone, "https://"), 1)
+			}
+			members := []string{hp.URL, "socks5h://" + sp.Addr}
+			if order == "socks5h first" {
+				members[0], members[1] = members[1], members[0]
+			}
+			cfg := &Config{
+				Pools: []Pool{{Name: "shared", Strategy: "fallback", Proxies: members, CheckURL: check.URL, Interval: "1h", Timeout: "5s", MaxFails: 1}},
+				Upstreams: []Upstream{
+					{Name: "healthy", BaseURL: healthy.URL + "/v1", Models: []string{"ok-*"}, Auth: AuthNone, Via: "pool:shared"},
+					{Name: "untrusted", BaseURL: untrusted.URL + "/v1", Models: []string{"tls-*"}, Auth: AuthNone, Via: "pool:shared"},
+					{Name: "gone", BaseURL: gone + "/v1", Models: []string{"gone-*"}, Auth: AuthNone, Via: "pool:shared"},
+					{Name: "noname", BaseURL: "https://nowhere.test/v1", Models: []string{"name-*"}, Auth: AuthNone, Via: "pool:shared"},
+				},
+			}
+			h := newHarness(t, cfg)
+			h.fwd.CheckNow(context.Background())
+			states := func() []string {
+				var out []string
+				for _, m := range h.fwd.Status().Pools[0].Members {
+					out = append(out, m.State)
+				}
+				return out
+			}
+			require.Equal(t, []string{"up", "up"}, states())
+
+			for _, tc := range []struct{ model, cause string }{
+				{"tls-1", "certificate"},
+				{"gone-1", ""},
+				{"name-1", ""},
+			} {
+				for range 3 { // max_fails is 1: a single count would mark a member down
+					res, out := h.do(t, http.MethodPost, "/v1/chat/completions", `{"model":"`+tc.model+`"}`, nil)
+					require.Equal(t, http.StatusBadGateway, res.StatusCode, "%s: %s", tc.model, out)
+					assert.Contains(t, out, tc.cause)
+				}
+				assert.Equal(t, []string{"up", "up"}, states(), "after %s", tc.model)
+			}
+			res, out := h.do(t, http.MethodPost, "/v1/chat/completions", `{"model":"ok-1"}`, nil)
+			require.Equal(t, http.StatusOK, res.StatusCode, out)
+			assert.Equal(t, "pool shared via "+members[0], h.lastRecord(t, 10).Route, "still the first member")
+		})
+	}
+}
+
+// TestPassiveFailuresAreCounted: a member that cannot be reached is marked
+// down only after max_fails failures within fail_duration; meanwhile each
+// request goes through the next member, and none is lost.
+func TestPassiveFailuresAreCounted(t *testing.T) {
+	s := newPoolSetup(t, "fallback", []*testproxy.Proxy{testproxy.SOCKS5("", ""), testproxy.HTTP("", "")}, func(c *Config) {
+		c.Pools[0].MaxFails = 3
+		c.Pools[0].FailDuration = "1h"
+	})
+	s.h.fwd.CheckNow(context.Background())
+	s.stop(0)
+	for i := range 3 {
+		assert.Equal(t, "up", s.status()[s.proxies[0].URL], "after %d failures", i)
+		assert.Equal(t, []string{s.via(1)}, s.send(t, 1), "the request went through the next member")
+	}
+	assert.Equal(t, "down", s.status()[s.proxies[0].URL], "after max_fails")
+	assert.Contains(t, s.h.fwd.Status().Pools[0].Members[0].LastError, "connection refused")
 }

@@ -144,7 +144,7 @@ func (f *Forwarder) Apply(cfg *Config, dir string) error {
 		u.transport = direct
 		if name, isPool := strings.CutPrefix(via, viaPool); isPool {
 			u.transport = &poolTransport{pool: rt.pools[name], key: tlsKey(uc, dir), direct: direct,
-				build: func() *http.Transport { t, _ := baseTransport(uc, dir, f.creds); return t }} // baseTransport succeeded above
+				build: func() *http.Transport { t, _ := baseTransport(uc, dir, f.creds); return memberTransport(t) }} // baseTransport succeeded above
 			route = "pool " + name
 		} else if via != ViaDirect {
 			if u.transport, route, err = routeT(uc, via); err != nil {
