@@ -539,3 +539,83 @@ func TestPassiveFailuresAreCounted(t *testing.T) {
 	assert.Equal(t, "down", s.status()[s.proxies[0].URL], "after max_fails")
 	assert.Contains(t, s.h.fwd.Status().Pools[0].Members[0].LastError, "connection refused")
 }
+
+// heldChecks is a check URL that holds every check until released, and
+// tells when each arrives, by path.
+type heldChecks struct {
+	srv      *httptest.Server
+	arrived  chan string
+	release  chan struct{}
+	mu       sync.Mutex
+	arrivals map[string]int
+}
+
+func newHeldChecks(t *testing.T) *heldChecks {
+	hc := &heldChecks{arrived: make(chan string, 64), release: make(chan struct{}), arrivals: map[string]int{}}
+	hc.srv = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		hc.mu.Lock()
+		hc.arrivals[r.URL.Path]++
+		hc.mu.Unlock()
+		hc.arrived <- r.URL.Path
+		select {
+		case <-hc.release:
+			w.WriteHeader(http.StatusNoContent)
+		case <-r.Context().Done():
+		}
+	}))
+	t.Cleanup(hc.srv.Close)
+	return hc
+}
+
+func (hc *heldChecks) count(path string) int {
+	hc.mu.Lock()
+	defer hc.mu.Unlock()
+	return hc.arrivals[path]
+}
+
+// TestCancelledCheckLeavesMembersAsTheyWere: a check called off halfway
+// (a reload, a stop) says nothing of the member.
+func TestCancelledCheckLeavesMembersAsTheyWere(t *testing.T) {
+	hc := newHeldChecks(t)
+	s := newPoolSetup(t, "fallback", []*testproxy.Proxy{testproxy.SOCKS5("", "")}, func(c *Config) { c.Pools[0].CheckURL = hc.srv.URL + "/a" })
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { s.h.fwd.CheckNow(ctx); close(done) }()
+	<-hc.arrived // the check is under way
+	cancel()
+	<-done
+	m := s.h.fwd.Status().Pools[0].Members[0]
+	assert.Equal(t, "unchecked", m.State)
+	assert.Empty(t, m.LastError)
+	assert.Zero(t, m.LastCheck)
+	assert.Equal(t, []string{s.via(0)}, s.send(t, 1), "still in use")
+}
+
+// TestReloadKeepsChecksOfUnchangedPools: a reload restarts the checks of
+// the pools it changed only. The first pool's check, under way during the
+// reload, is not called off (and so not made again).
+func TestReloadKeepsChecksOfUnchangedPools(t *testing.T) {
+	hc := newHeldChecks(t)
+	a, b := testproxy.SOCKS5("", ""), testproxy.SOCKS5("", "")
+	s := newPoolSetup(t, "fallback", []*testproxy.Proxy{a}, func(c *Config) { c.Pools[0].CheckURL = hc.srv.URL + "/a" })
+	defer b.Stop()
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { s.h.fwd.RunChecks(ctx); close(done) }()
+	defer func() { cancel(); <-done }()
+	require.Equal(t, "/a", <-hc.arrived, "the first check runs at start")
+
+	cfg := s.h.fwd.Config().Clone()
+	cfg.Pools = append(cfg.Pools, Pool{Name: "other", Strategy: "fallback", Proxies: []string{b.URL}, CheckURL: hc.srv.URL + "/b", Interval: "1h", Timeout: "5s", Tolerance: "10ms"})
+	cfg.AllowedHosts = []string{"gatehouse.localhost"}
+	cfg.applyDefaults()
+	require.NoError(t, s.h.fwd.Apply(cfg, ""))
+	for p := <-hc.arrived; p != "/b"; p = <-hc.arrived {
+	} // the reload was handled: the new pool's check started
+	close(hc.release)
+	eventually(t, "both pools' members up", func() bool {
+		st := s.h.fwd.Status()
+		return st.Pools[0].Members[0].State == "up" && st.Pools[1].Members[0].State == "up"
+	})
+	assert.Equal(t, 1, hc.count("/a"), "the unchanged pool's check was neither called off nor made again")
+}

@@ -220,23 +220,34 @@ func setRoute(req *http.Request, route string) {
 	}
 }
 
-// RunChecks runs the health checks of every pool until ctx is done; after
-// each Apply the checks start again, the first of them at once.
+// RunChecks runs the health checks of every pool until ctx is done. After
+// each Apply, the pools it made anew (a changed definition) start their
+// checks at once and the ones it dropped stop theirs; a pool it kept goes
+// on undisturbed, its checks under way included.
 func (f *Forwarder) RunChecks(ctx context.Context) {
+	running := map[*pool.Pool]context.CancelFunc{}
+	var wg sync.WaitGroup
+	defer wg.Wait()
 	for {
-		runCtx, cancel := context.WithCancel(ctx)
-		var wg sync.WaitGroup
+		live := map[*pool.Pool]bool{}
 		for _, p := range f.state.Load().pools {
-			wg.Go(func() { p.Run(runCtx) })
+			live[p] = true
+			if running[p] == nil {
+				pctx, cancel := context.WithCancel(ctx)
+				running[p] = cancel
+				wg.Go(func() { p.Run(pctx) })
+			}
+		}
+		for p, cancel := range running {
+			if !live[p] {
+				cancel()
+				delete(running, p)
+			}
 		}
 		select {
 		case <-ctx.Done():
+			return // every pool's context ends with ctx
 		case <-f.poolsChanged:
-		}
-		cancel()
-		wg.Wait()
-		if ctx.Err() != nil {
-			return
 		}
 	}
 }

@@ -304,14 +304,19 @@ func (p *Pool) CheckNow(ctx context.Context) {
 // checkTransport is used for health checks: no TLS profile of any upstream.
 const checkTransport = "\x00check"
 
-func (p *Pool) check(ctx context.Context, m *Member) {
-	ctx, cancel := context.WithTimeout(ctx, p.Timeout)
+func (p *Pool) check(parent context.Context, m *Member) {
+	ctx, cancel := context.WithTimeout(parent, p.Timeout)
 	defer cancel()
 	t := m.Transport(checkTransport, func() *http.Transport {
 		return &http.Transport{MaxIdleConnsPerHost: 1, IdleConnTimeout: 2 * p.Interval}
 	})
 	start := time.Now()
 	err := fetch(ctx, t, p.CheckURL)
+	if parent.Err() != nil {
+		// The check was called off (a reload, a stop): its result says
+		// nothing of the member, which stays as it was.
+		return
+	}
 	m.lastCheck.Store(time.Now().UnixNano())
 	m.checked.Store(true)
 	if err != nil {
