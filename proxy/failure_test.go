@@ -9,12 +9,14 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"os"
+	"path/filepath"
 	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
 
+	"github.com/fsnotify/fsnotify"
 	"github.com/gatehouse-app/gatehouse/internal/mockllm"
 	"github.com/gatehouse-app/gatehouse/internal/testproxy"
 	"github.com/stretchr/testify/assert"
@@ -618,4 +620,44 @@ func TestReloadKeepsChecksOfUnchangedPools(t *testing.T) {
 		return st.Pools[0].Members[0].State == "up" && st.Pools[1].Members[0].State == "up"
 	})
 	assert.Equal(t, 1, hc.count("/a"), "the unchanged pool's check was neither called off nor made again")
+}
+
+// TestWatchKeepsGoingAfterAnError: the watcher's errors are read (an
+// unread one stops its events), and after one — an overflow — the file is
+// read again and later changes still apply.
+func TestWatchKeepsGoingAfterAnError(t *testing.T) {
+	watchers := make(chan *fsnotify.Watcher, 1)
+	old := newWatcher
+	newWatcher = func() (*fsnotify.Watcher, error) {
+		w, err := fsnotify.NewWatcher()
+		if err == nil {
+			watchers <- w
+		}
+		return w, err
+	}
+	t.Cleanup(func() { newWatcher = old })
+	a, b := &mockllm.Server{}, &mockllm.Server{}
+	sa, sb := httptest.NewServer(a), httptest.NewServer(b)
+	defer sa.Close()
+	defer sb.Close()
+	path := filepath.Join(t.TempDir(), "config.toml")
+	write := func(base string) {
+		cfg := &Config{Upstreams: []Upstream{{Name: "up", BaseURL: base + "/v1", Models: []string{"m"}, Auth: AuthNone}}}
+		cfg.applyDefaults()
+		require.NoError(t, SaveConfig(path, cfg))
+	}
+	write(sa.URL)
+	logs := &syncBuffer{}
+	svc, _, stop := startService(t, path, logs, nil, time.Second)
+	w := <-watchers
+
+	select {
+	case w.Errors <- fsnotify.ErrEventOverflow:
+	case <-time.After(30 * time.Second): // a hang guard
+		t.Fatal("the service never read the watcher's error")
+	}
+	write(sb.URL)
+	eventually(t, "a change after the error to apply", func() bool { return svc.Forwarder.Config().Upstreams[0].BaseURL == sb.URL+"/v1" })
+	assert.Contains(t, logs.String(), "queue or buffer overflow")
+	require.NoError(t, stop())
 }

@@ -226,18 +226,22 @@ func (s *Service) Run(ctx context.Context, reload <-chan struct{}) error {
 	return nil
 }
 
+// newWatcher makes the config folder's watcher; tests replace it.
+var newWatcher = fsnotify.NewWatcher
+
 // watch applies the config again on a reload signal or when the file
 // changes. It watches the folder, because editors and SaveConfig replace
 // the file by renaming another over it, and waits for writes to settle.
 func (s *Service) watch(ctx context.Context, reload <-chan struct{}) {
 	var events <-chan fsnotify.Event
+	var errs <-chan error
 	// The folder is made if it is missing (as SaveConfig would), so that a
 	// config.toml written there later is noticed.
 	_ = os.MkdirAll(filepath.Dir(s.path), 0o700)
-	w, err := fsnotify.NewWatcher()
+	w, err := newWatcher()
 	if err == nil {
 		if err = w.Add(filepath.Dir(s.path)); err == nil {
-			events = w.Events
+			events, errs = w.Events, w.Errors
 		}
 		defer w.Close()
 	}
@@ -263,6 +267,19 @@ func (s *Service) watch(ctx context.Context, reload <-chan struct{}) {
 			if filepath.Clean(ev.Name) == target {
 				timer.Reset(settle)
 			}
+		case err, ok := <-errs:
+			// Read, or the watcher stops delivering events. After an
+			// overflow some events are lost: read the file again anyway,
+			// and watch the folder anew in case the watch was dropped.
+			if !ok {
+				errs = nil
+				continue
+			}
+			s.log.Warn("watching the config file", "err", err)
+			if aerr := w.Add(filepath.Dir(s.path)); aerr != nil {
+				s.log.Warn("not watching the config file for changes; send SIGHUP to reload", "err", aerr)
+			}
+			timer.Reset(settle)
 		case <-timer.C:
 			if _, err := os.Stat(s.path); err == nil {
 				_ = s.Reload()
