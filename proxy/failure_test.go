@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"compress/gzip"
 	"context"
+	"crypto/tls"
 	"fmt"
 	"io"
 	"net/http"
@@ -18,6 +19,7 @@ import (
 
 	"github.com/fsnotify/fsnotify"
 	"github.com/gatehouse-app/gatehouse/internal/mockllm"
+	"github.com/gatehouse-app/gatehouse/internal/testpki"
 	"github.com/gatehouse-app/gatehouse/internal/testproxy"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -660,4 +662,52 @@ func TestWatchKeepsGoingAfterAnError(t *testing.T) {
 	eventually(t, "a change after the error to apply", func() bool { return svc.Forwarder.Config().Upstreams[0].BaseURL == sb.URL+"/v1" })
 	assert.Contains(t, logs.String(), "queue or buffer overflow")
 	require.NoError(t, stop())
+}
+
+// TestReplacedCAFileApplies: the upstream moves to a certificate from
+// another CA and the user replaces the ca_file; the next reload uses the
+// new roots (transports were cached by the file's path).
+func TestReplacedCAFileApplies(t *testing.T) {
+	ca1, ca2 := testpki.NewCA("First CA"), testpki.NewCA("Second CA")
+	pair := func(ca *testpki.CA) *tls.Certificate {
+		s := ca.Server()
+		c, err := tls.X509KeyPair(s.CertPEM, s.KeyPEM)
+		require.NoError(t, err)
+		return &c
+	}
+	var cert atomic.Pointer[tls.Certificate]
+	cert.Store(pair(ca1))
+	up := httptest.NewUnstartedServer(&mockllm.Server{})
+	up.TLS = &tls.Config{GetConfigForClient: func(*tls.ClientHelloInfo) (*tls.Config, error) {
+		return &tls.Config{Certificates: []tls.Certificate{*cert.Load()}}, nil
+	}}
+	up.StartTLS()
+	defer up.Close()
+
+	dir := t.TempDir()
+	caPath := filepath.Join(dir, "upstream-ca.pem")
+	require.NoError(t, os.WriteFile(caPath, ca1.PEM, 0o600))
+	path := filepath.Join(dir, "config.toml")
+	require.NoError(t, os.WriteFile(path, []byte(fmt.Sprintf("[[upstreams]]\nname = \"up\"\nbase_url = %q\nmodels = [\"m\"]\nauth = \"none\"\nca_file = \"upstream-ca.pem\"\n", up.URL+"/v1")), 0o600))
+	svc, err := NewService(path, "127.0.0.1:0", envCreds(nil), nil, nil)
+	require.NoError(t, err)
+	srv := httptest.NewServer(svc.Forwarder)
+	defer srv.Close()
+	defer svc.Forwarder.Close()
+	post := func() (int, string) {
+		res, err := http.Post(srv.URL+"/v1/chat/completions", "application/json", strings.NewReader(`{"model":"m"}`))
+		require.NoError(t, err)
+		defer res.Body.Close()
+		b, _ := io.ReadAll(res.Body)
+		return res.StatusCode, string(b)
+	}
+	status, out := post()
+	require.Equal(t, http.StatusOK, status, out)
+
+	cert.Store(pair(ca2))
+	up.CloseClientConnections() // the next request makes a new handshake
+	require.NoError(t, os.WriteFile(caPath, ca2.PEM, 0o600))
+	require.NoError(t, svc.Reload()) // as SIGHUP, or any save of the config, does
+	status, out = post()
+	assert.Equal(t, http.StatusOK, status, out)
 }

@@ -12,6 +12,7 @@ import (
 	"net/http"
 	"net/http/httputil"
 	"net/url"
+	"reflect"
 	goruntime "runtime"
 	"strings"
 	"sync"
@@ -57,6 +58,7 @@ type runtime struct {
 	anyIPHost bool // listening on every address: any IP literal is a fine Host
 	tokens    []tokenHash
 	maxBody   int64
+	caFiles   string // the ca_files' content it was built with (caFiles)
 }
 
 // NewForwarder makes a forwarder with no upstreams; Apply gives it a config.
@@ -88,6 +90,7 @@ func (f *Forwarder) Apply(cfg *Config, dir string) error {
 		origins: map[string]bool{},
 		maxBody: cfg.MaxBodyBytes(),
 		tokens:  compileTokens(cfg.Tokens),
+		caFiles: caFiles(cfg, dir),
 	}
 	// Shared on the network (which needs tokens), the listen address is a
 	// Host clients use.
@@ -181,6 +184,13 @@ func (f *Forwarder) Apply(cfg *Config, dir string) error {
 
 // Config returns the config in use. Treat it as read-only.
 func (f *Forwarder) Config() *Config { return f.state.Load().cfg }
+
+// inUse reports whether cfg is the config in use, with the same ca_file
+// contents: applying it again would change nothing.
+func (f *Forwarder) inUse(cfg *Config, dir string) bool {
+	rt := f.state.Load()
+	return reflect.DeepEqual(cfg, rt.cfg) && caFiles(cfg, dir) == rt.caFiles
+}
 
 // Close drops idle upstream connections.
 func (f *Forwarder) Close() {

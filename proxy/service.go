@@ -9,7 +9,6 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
-	"reflect"
 	"slices"
 	"sync"
 	"syscall"
@@ -84,7 +83,7 @@ func (s *Service) Reload() error {
 	defer s.mu.Unlock()
 	old := s.Forwarder.Config().Listen
 	cfg, err := s.load()
-	if err == nil && reflect.DeepEqual(cfg, s.Forwarder.Config()) {
+	if err == nil && s.Forwarder.inUse(cfg, filepath.Dir(s.path)) {
 		return nil // our own save, or a touch: nothing to do
 	}
 	if err == nil {

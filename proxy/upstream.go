@@ -12,6 +12,7 @@ import (
 	"net/http"
 	"net/http/httputil"
 	"net/url"
+	"os"
 	"strconv"
 	"strings"
 	"sync"
@@ -57,11 +58,16 @@ func (u *upstreamRT) target(escapedRest, rawQuery string) *url.URL {
 }
 
 // tlsKey names what an upstream's transport depends on besides its route:
-// roots and client certificate.
+// roots and client certificate. A ca_file counts by its content, so that a
+// replaced file makes a new transport on the next reload.
 func tlsKey(u *Upstream, dir string) string {
 	ca := ""
 	if u.CAFile != "" {
 		ca = resolvePath(dir, u.CAFile)
+		if data, err := os.ReadFile(ca); err == nil {
+			sum := sha256.Sum256(data)
+			ca += "\x00" + hex.EncodeToString(sum[:])
+		}
 	}
 	cert := ""
 	if u.ClientCert {
@@ -281,6 +287,19 @@ func describeUpstreams(ups []*upstreamRT) string {
 			continue
 		}
 		fmt.Fprintf(&b, "%s: %s", u.cfg.Name, strings.Join(u.cfg.Models, ", "))
+	}
+	return b.String()
+}
+
+// caFiles is what the config's transports read from files: the content of
+// every ca_file, by tlsKey.
+func caFiles(cfg *Config, dir string) string {
+	var b strings.Builder
+	for i := range cfg.Upstreams {
+		if cfg.Upstreams[i].CAFile != "" {
+			b.WriteString(tlsKey(&cfg.Upstreams[i], dir))
+			b.WriteByte('\n')
+		}
 	}
 	return b.String()
 }
