@@ -176,6 +176,11 @@ func (c *cli) parse(fs *flag.FlagSet, cfgPath *string, args []string, nargs int,
 	return pos, nil
 }
 
+// settleTokenEnv, when set, is the token with which GET
+// /gatehouse/status?settle=1 (sent by make soak) may drop idle connections
+// and collect garbage first.
+const settleTokenEnv = "GATEHOUSE_SETTLE_TOKEN"
+
 // logPause is how long serve's request log writer rests after a write.
 const logPause = 20 * time.Millisecond
 
@@ -202,6 +207,9 @@ func (c *cli) serve(args []string) error {
 		return err
 	}
 	c.warnIfKeychainUnreachable(svc.Forwarder.Config())
+	if tok := os.Getenv(settleTokenEnv); tok != "" {
+		svc.Forwarder.AllowSettle(tok) // for make soak only
+	}
 	if path, err := proxy.DefaultUsagePath(); err == nil {
 		book, err := proxy.OpenUsageBook(path)
 		if err != nil {

@@ -7,6 +7,7 @@ import (
 	"crypto/tls"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -710,4 +711,43 @@ func TestReplacedCAFileApplies(t *testing.T) {
 	require.NoError(t, svc.Reload()) // as SIGHUP, or any save of the config, does
 	status, out = post()
 	assert.Equal(t, http.StatusOK, status, out)
+}
+
+// TestSettleNeedsTheToken: ?settle=1 (drop idle upstream connections,
+// collect garbage) is for the soak tool, which starts the forwarder with a
+// token; any other caller, a web page's image tag included, only reads
+// the status.
+func TestSettleNeedsTheToken(t *testing.T) {
+	var dials atomic.Int64
+	up := httptest.NewUnstartedServer(&mockllm.Server{})
+	up.Config.ConnState = func(_ net.Conn, s http.ConnState) {
+		if s == http.StateNew {
+			dials.Add(1)
+		}
+	}
+	up.Start()
+	defer up.Close()
+	h := newHarness(t, &Config{Upstreams: []Upstream{{Name: "up", BaseURL: up.URL + "/v1", Models: []string{"m"}, Auth: AuthNone}}})
+	h.fwd.AllowSettle("soak-token-1")
+	n := 0
+	chat := func() {
+		res, out := h.do(t, http.MethodPost, "/v1/chat/completions", `{"model":"m"}`, nil)
+		require.Equal(t, http.StatusOK, res.StatusCode, out)
+		n++
+		h.lastRecord(t, n) // the upstream connection is idle again
+	}
+	status := func(header map[string]string) {
+		res, out := h.do(t, http.MethodGet, StatusPath+"?settle=1", "", header)
+		require.Equal(t, http.StatusOK, res.StatusCode, out)
+		n++
+		h.lastRecord(t, n)
+	}
+	chat()
+	status(nil)
+	status(map[string]string{"X-Gatehouse-Settle": "wrong"})
+	chat()
+	assert.Equal(t, int64(1), dials.Load(), "the idle connection was kept")
+	status(map[string]string{"X-Gatehouse-Settle": "soak-token-1"})
+	chat()
+	assert.Equal(t, int64(2), dials.Load(), "settled: the idle connection was dropped")
 }

@@ -3,6 +3,8 @@ package proxy
 import (
 	"bytes"
 	"context"
+	"crypto/sha256"
+	"crypto/subtle"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -39,6 +41,8 @@ type Forwarder struct {
 	keys     keyStates
 	gates    gates
 	usage    atomic.Pointer[UsageBook]
+	// settleToken is the SHA-256 of the token ?settle=1 needs, or nil.
+	settleToken atomic.Pointer[[sha256.Size]byte]
 
 	mu           sync.Mutex                 // serialises Apply
 	transports   map[string]*http.Transport // by route and tlsKey
@@ -511,13 +515,30 @@ func readProcessStats() ProcessStats {
 	return ProcessStats{Goroutines: goruntime.NumGoroutine(), HeapBytes: ms.HeapAlloc, Mallocs: ms.Mallocs, AllocBytes: ms.TotalAlloc}
 }
 
-// serveStatus answers StatusPath. With ?settle=1 it first drops idle
-// upstream connections and collects garbage, so that the goroutine and heap
-// figures show only what is in use (make soak compares them).
+// SettleHeader carries the token that lets ?settle=1 act (AllowSettle).
+const SettleHeader = "X-Gatehouse-Settle"
+
+// AllowSettle lets GET StatusPath?settle=1 drop idle upstream connections
+// and collect garbage when the request carries token in SettleHeader; the
+// soak tool starts the forwarder with one. Without it, settle is ignored:
+// any loopback caller (a web page's image tag too) may read the status,
+// but none may make the forwarder do work.
+func (f *Forwarder) AllowSettle(token string) {
+	sum := sha256.Sum256([]byte(token))
+	f.settleToken.Store(&sum)
+}
+
+// serveStatus answers StatusPath. With ?settle=1 and the settle token it
+// first drops idle upstream connections and collects garbage, so that the
+// goroutine and heap figures show only what is in use (make soak compares
+// them).
 func (f *Forwarder) serveStatus(w http.ResponseWriter, r *http.Request) {
-	if r.URL.Query().Get("settle") == "1" {
-		f.Close()
-		goruntime.GC()
+	if want := f.settleToken.Load(); want != nil && r.URL.Query().Get("settle") == "1" {
+		got := sha256.Sum256([]byte(r.Header.Get(SettleHeader)))
+		if subtle.ConstantTimeCompare(got[:], want[:]) == 1 {
+			f.Close()
+			goruntime.GC()
+		}
 	}
 	w.Header().Set("Content-Type", "application/json")
 	w.Header().Set("Cache-Control", "no-store")

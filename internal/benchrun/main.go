@@ -130,7 +130,7 @@ func startGatehouse(bin, name, dir, cfg string) (*process, error) {
 		return nil, err
 	}
 	cmd := exec.Command(bin, "serve", "--config", path, "--listen", addr)
-	cmd.Env = append(os.Environ(), "BENCH_KEY="+benchKey, "XDG_CACHE_HOME="+dir)
+	cmd.Env = append(os.Environ(), "BENCH_KEY="+benchKey, "XDG_CACHE_HOME="+dir, "GATEHOUSE_SETTLE_TOKEN="+settleToken)
 	if profileDir != "" {
 		cmd.Env = append(cmd.Env, "GATEHOUSE_CPUPROFILE="+filepath.Join(profileDir, name+".pprof"))
 	}
