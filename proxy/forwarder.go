@@ -35,14 +35,14 @@ type Forwarder struct {
 	models *modelCache
 	state  atomic.Pointer[runtime]
 	nextID atomic.Uint64
+	// settleToken is the SHA-256 of the token ?settle=1 needs, or nil.
+	settleToken atomic.Pointer[[sha256.Size]byte]
 
 	failures failureLimiter
 	rp       *httputil.ReverseProxy
 	keys     keyStates
 	gates    gates
 	usage    atomic.Pointer[UsageBook]
-	// settleToken is the SHA-256 of the token ?settle=1 needs, or nil.
-	settleToken atomic.Pointer[[sha256.Size]byte]
 
 	mu           sync.Mutex                 // serialises Apply
 	transports   map[string]*http.Transport // by route and tlsKey
