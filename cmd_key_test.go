@@ -107,7 +107,7 @@ func TestKeyCommands(t *testing.T) {
 		{cliSecret, []string{"key", "add", "openai", "--label", "a b", "--config", cfg}, 1, `key label "a b"`},
 		{"", []string{"key", "rm", "openai", "ghost", "--config", cfg}, 1, `has no key labelled "ghost"`},
 		{"", []string{"key", "add"}, 2, "key add takes UPSTREAM"},
-		{"", []string{"key"}, 2, "key needs one of: add, list, rm"},
+		{"", []string{"key"}, 2, "key needs one of: add, enable, list, rm"},
 	} {
 		code, out, errOut := gh(t, tc.stdin, tc.args...)
 		assert.Equal(t, tc.code, code, "%v", tc.args)
