@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -36,7 +37,7 @@ func (c *cli) subcommand(name string, args []string, subs map[string]func([]stri
 
 func (c *cli) key(args []string) error {
 	return c.subcommand("key", args, map[string]func([]string) error{
-		"add": c.keyAdd, "list": c.keyList, "rm": c.keyRm,
+		"add": c.keyAdd, "list": c.keyList, "rm": c.keyRm, "enable": c.keyEnable,
 	})
 }
 
@@ -162,6 +163,44 @@ func keyStates(cfg *proxy.Config) (map[string]proxy.KeyStatus, bool) {
 		out[k.Upstream+"\x00"+k.Label] = k
 	}
 	return out, true
+}
+
+// keyEnable puts a rejected (or cooling) key back into use in the running
+// forwarder, through proxy.KeyEnablePath on its listen address. Key states
+// live only in the running forwarder: without one, no key is rejected.
+func (c *cli) keyEnable(args []string) error {
+	fs, cfgPath := c.flags("key enable")
+	pos, err := c.parse(fs, cfgPath, args, 2, "UPSTREAM LABEL")
+	if err != nil {
+		return err
+	}
+	cfg, up, err := editConfig(*cfgPath, pos[0])
+	if err != nil {
+		return err
+	}
+	label := pos[1]
+	if !slices.Contains(up.Keys, label) && (up.KeyEnv == "" || label != "env:"+up.KeyEnv) {
+		return fmt.Errorf("upstream %q has no key labelled %q; see gatehouse key list", up.Name, label)
+	}
+	body, _ := json.Marshal(proxy.KeyRef{Upstream: up.Name, Label: label})
+	client := &http.Client{Timeout: 5 * time.Second}
+	res, err := client.Post("http://"+cfg.Listen+proxy.KeyEnablePath, "application/json", bytes.NewReader(body))
+	if err != nil {
+		fmt.Fprintf(c.stdout, "The forwarder is not running at %s; key states last only while it runs, so no key is rejected.\n", cfg.Listen)
+		return nil
+	}
+	defer res.Body.Close()
+	if res.StatusCode != http.StatusOK {
+		var e struct {
+			Error struct{ Message string }
+		}
+		if json.NewDecoder(io.LimitReader(res.Body, 64<<10)).Decode(&e) != nil || e.Error.Message == "" {
+			e.Error.Message = res.Status
+		}
+		return fmt.Errorf("the forwarder at %s refused: %s", cfg.Listen, e.Error.Message)
+	}
+	fmt.Fprintf(c.stdout, "Key %q of upstream %q is in use again.\n", label, up.Name)
+	return nil
 }
 
 func (c *cli) keyRm(args []string) error {

@@ -13,6 +13,7 @@ import (
 	"path/filepath"
 	"regexp"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -106,7 +107,7 @@ func TestKeyCommands(t *testing.T) {
 		{cliSecret, []string{"key", "add", "openai", "--label", "a b", "--config", cfg}, 1, `key label "a b"`},
 		{"", []string{"key", "rm", "openai", "ghost", "--config", cfg}, 1, `has no key labelled "ghost"`},
 		{"", []string{"key", "add"}, 2, "key add takes UPSTREAM"},
-		{"", []string{"key"}, 2, "key needs one of: add, list, rm"},
+		{"", []string{"key"}, 2, "key needs one of: add, enable, list, rm"},
 	} {
 		code, out, errOut := gh(t, tc.stdin, tc.args...)
 		assert.Equal(t, tc.code, code, "%v", tc.args)
@@ -270,4 +271,62 @@ func TestKeyListShowsKeyStates(t *testing.T) {
 	assert.Regexp(t, regexp.MustCompile(`openai\s+cool\s+keychain\s+sk-st…00\s+cooling until \d\d:\d\d:\d\d \(429 Too Many Requests\)`), out)
 	assert.Regexp(t, regexp.MustCompile(`openai\s+reject\s+keychain\s+sk-st…00\s+rejected \(401 Unauthorized\)`), out)
 	assert.Regexp(t, regexp.MustCompile(`openai\s+good\s+keychain\s+sk-st…00\s+ok`), out)
+}
+
+// TestKeyEnable: a key the upstream rejected comes back with `gatehouse key
+// enable` while the forwarder runs.
+func TestKeyEnable(t *testing.T) {
+	mem := useMemoryStore(t)
+	var rejected atomic.Bool
+	rejected.Store(true)
+	up := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Header.Get("Authorization") == "Bearer sk-enable-first-000000000" && rejected.Swap(false) {
+			w.WriteHeader(http.StatusUnauthorized)
+			return
+		}
+		w.Write([]byte(`{}`))
+	}))
+	defer up.Close()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	listen := ln.Addr().String()
+	ln.Close()
+	cfg := filepath.Join(t.TempDir(), "config.toml")
+	writeFile(t, cfg, fmt.Sprintf("listen = %q\n[[upstreams]]\nname = \"openai\"\nbase_url = %q\nmodels = [\"gpt-*\"]\nkeys = [\"first\", \"second\"]\nkey_strategy = \"fill-first\"\n", listen, up.URL+"/v1"))
+	s := keystore.Secrets{Store: mem}
+	require.NoError(t, s.Set(keystore.KeyName("openai", "first"), "sk-enable-first-000000000"))
+	require.NoError(t, s.Set(keystore.KeyName("openai", "second"), "sk-enable-second-00000000"))
+
+	code, out, _ := gh(t, "", "key", "enable", "openai", "first", "--config", cfg)
+	require.Equal(t, 0, code)
+	assert.Contains(t, out, "The forwarder is not running", "no forwarder, no rejected key")
+
+	ctx, cancel := context.WithCancel(context.Background())
+	c := &cli{ctx: ctx, log: slog.New(slog.DiscardHandler), stdin: strings.NewReader(""), stdout: io.Discard, stderr: io.Discard, store: mem}
+	served := make(chan error, 1)
+	go func() { served <- c.serve([]string{"--config", cfg}) }()
+	defer func() { cancel(); <-served }()
+	var res *http.Response
+	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(20 * time.Millisecond) {
+		res, err = http.Post("http://"+listen+"/v1/chat/completions", "application/json", strings.NewReader(`{"model":"gpt-4o"}`))
+		if err == nil || time.Now().After(deadline) {
+			break
+		}
+	}
+	require.NoError(t, err)
+	res.Body.Close()
+	require.Equal(t, http.StatusOK, res.StatusCode, "first (401) gave way to second")
+	_, out, _ = gh(t, "", "key", "list", "--config", cfg)
+	assert.Regexp(t, regexp.MustCompile(`openai\s+first\s+keychain\s+\S+\s+rejected \(401 Unauthorized\)`), out)
+
+	code, _, errOut := gh(t, "", "key", "enable", "openai", "third", "--config", cfg)
+	assert.Equal(t, 1, code)
+	assert.Contains(t, errOut, `no key labelled "third"`)
+
+	code, out, errOut = gh(t, "", "key", "enable", "openai", "first", "--config", cfg)
+	require.Equal(t, 0, code, errOut)
+	assert.Contains(t, out, `Key "first" of upstream "openai" is in use again.`)
+	_, out, _ = gh(t, "", "key", "list", "--config", cfg)
+	assert.Regexp(t, regexp.MustCompile(`openai\s+first\s+keychain\s+\S+\s+ok`), out)
+	assert.NotContains(t, out, "sk-enable-first-000000000")
 }

@@ -109,6 +109,7 @@ Commands:
   key add UPSTREAM [--label L]        store a key (read from stdin) in the keychain
   key list                            show every key: upstream, label, source, masked
   key rm UPSTREAM LABEL               delete a key
+  key enable UPSTREAM LABEL           use a rejected key again in the running forwarder
   cert import UPSTREAM --cert F --key F | --p12 F
                                       store a client certificate (mTLS) in the keychain
   cert list                           show subject, issuer, expiry and fingerprint
@@ -175,6 +176,11 @@ func (c *cli) parse(fs *flag.FlagSet, cfgPath *string, args []string, nargs int,
 	return pos, nil
 }
 
+// settleTokenEnv, when set, is the token with which GET
+// /gatehouse/status?settle=1 (sent by make soak) may drop idle connections
+// and collect garbage first.
+const settleTokenEnv = "GATEHOUSE_SETTLE_TOKEN"
+
 // logPause is how long serve's request log writer rests after a write.
 const logPause = 20 * time.Millisecond
 
@@ -198,6 +204,9 @@ func (c *cli) serve(args []string) error {
 	svc, err := c.newService(*cfgPath, *listen, reqlog)
 	if err != nil {
 		return err
+	}
+	if tok := os.Getenv(settleTokenEnv); tok != "" {
+		svc.Forwarder.AllowSettle(tok) // for make soak only
 	}
 
 	var wg sync.WaitGroup

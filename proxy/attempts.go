@@ -3,7 +3,10 @@ package proxy
 import (
 	"context"
 	"errors"
+	"fmt"
 	"net/http"
+	"net/http/httptrace"
+	"sync/atomic"
 	"time"
 )
 
@@ -17,8 +20,9 @@ const (
 // attempts is the transport of every upstream's reverse proxy. It tries the
 // request on the upstream's usable keys in turn and then on its fallback
 // upstreams, at most max_attempts times, while nothing has gone to the
-// client yet: a 429 or 529 cools the key and moves to the next, a 401 or
-// 403 rejects it and moves on, a 500, 502, 503 or 504 moves on after a
+// client yet: a 429 or 529 cools the key and moves to the next, a 401 (or
+// an error body that says the key is invalid) rejects it and moves on, a
+// 403 goes back as it is, a 500, 502, 503 or 504 moves on after a
 // backoff, and an upstream that cannot be reached gives way to the next
 // fallback. Any other answer, 2xx or a client error such as 400, is
 // returned as it is. When every attempt failed, the last upstream answer
@@ -96,10 +100,12 @@ func (a attempts) RoundTrip(out *http.Request) (*http.Response, error) {
 			return nil, err
 		}
 		a.f.keys.trying(c.u.cfg, c.key, time.Now())
-		res, err := c.u.transport.RoundTrip(req)
-		a.f.keys.observe(c.u.cfg, c.key, res, time.Now())
+		res, sent, err := roundTrip(req, st, c.u)
+		rejected := a.f.keys.observe(c.u.cfg, c.key, res, time.Now())
 		if err != nil {
-			if ctx.Err() != nil {
+			if ctx.Err() != nil || sent {
+				// The upstream may have the request (and run and bill
+				// it): it is never sent again, to any key or upstream.
 				return nil, err
 			}
 			if unreachable == nil {
@@ -108,12 +114,67 @@ func (a attempts) RoundTrip(out *http.Request) (*http.Response, error) {
 			lastErr, unreachable[c.u] = err, true // another key will not reach it either
 			continue
 		}
-		if !retryable(res.StatusCode, c.u.cfg.Auth) {
+		if !rejected && !retryable(res.StatusCode) {
 			return res, nil
 		}
 		last, lastErr = res, nil
 	}
 	return finish(last, lastErr)
+}
+
+// roundTrip sends one attempt and waits for the answer to begin: for a
+// stream, first_byte_timeout; for a plain answer, which sends its headers
+// only when it is complete, what is left of request_timeout. sent reports
+// whether any of the request was written, so that it is never sent again.
+func roundTrip(req *http.Request, st *forwardState, u *upstreamRT) (res *http.Response, sent bool, err error) {
+	wait, what := st.answerWait(u.cfg)
+	ctx, cancel := context.WithCancelCause(req.Context())
+	var wrote atomic.Bool
+	ctx = httptrace.WithClientTrace(ctx, &httptrace.ClientTrace{
+		WroteRequest: func(httptrace.WroteRequestInfo) { wrote.Store(true) }, // with an error too: part may be out
+	})
+	timer := time.AfterFunc(wait, func() { cancel(errNoAnswer) })
+	res, err = u.transport.RoundTrip(req.WithContext(ctx))
+	if !timer.Stop() {
+		// The wait is over: whatever came back is cut off.
+		if res != nil {
+			res.Body.Close()
+		}
+		res, err = nil, &noAnswerError{setting: what, wait: wait}
+	}
+	if err != nil {
+		cancel(nil)
+	}
+	// On success ctx lives on with the answer's body; it ends with the
+	// request's own context.
+	return res, wrote.Load(), err
+}
+
+// errNoAnswer cancels an attempt whose answer did not begin in time.
+var errNoAnswer = errors.New("no answer in time")
+
+// noAnswerError is an attempt whose answer did not begin within the
+// setting's wait; it is a timeout (504).
+type noAnswerError struct {
+	setting string
+	wait    time.Duration
+}
+
+func (e *noAnswerError) Error() string {
+	return fmt.Sprintf("no answer began within %s (%s)", e.wait, e.setting)
+}
+func (e *noAnswerError) Timeout() bool { return true }
+func (e *noAnswerError) Unwrap() error { return context.DeadlineExceeded }
+
+// answerWait is how long an attempt at u may wait for its answer to begin,
+// and the setting that says so.
+func (st *forwardState) answerWait(u *Upstream) (time.Duration, string) {
+	if st.stream {
+		d, _ := parseDuration(u.FirstByteTimeout, DefaultFirstByteTimeout)
+		return d, "first_byte_timeout"
+	}
+	d, _ := parseDuration(u.RequestTimeout, DefaultRequestTimeout)
+	return d - time.Since(st.rec.Start), "request_timeout"
 }
 
 func finish(last *http.Response, lastErr error) (*http.Response, error) {
@@ -168,24 +229,23 @@ func attempt(out *http.Request, st *forwardState, u *upstreamRT, key Credential,
 	return req, nil
 }
 
-// retryable says whether another key or upstream may do better.
-func retryable(status int, auth string) bool {
+// retryable says whether another key or upstream may do better, whatever
+// the key: a rejected key (observe) is retried too.
+func retryable(status int) bool {
 	switch status {
 	case http.StatusTooManyRequests, 529,
 		http.StatusInternalServerError, http.StatusBadGateway, http.StatusServiceUnavailable, http.StatusGatewayTimeout:
 		return true
-	case http.StatusUnauthorized, http.StatusForbidden:
-		return auth != AuthNone
 	}
 	return false
 }
 
-// backoff is the wait before attempt n+1 after res: none after a key's 429,
-// 401 or 403 (the next key is another key), else Retry-After or an
+// backoff is the wait before attempt n+1 after res: none after a key's 429
+// or rejection (the next key is another key), else Retry-After or an
 // exponential step from 250 ms, capped.
 func backoff(res *http.Response, n int, limit time.Duration) time.Duration {
 	switch res.StatusCode {
-	case http.StatusTooManyRequests, 529, http.StatusUnauthorized, http.StatusForbidden:
+	case http.StatusTooManyRequests, 529, http.StatusUnauthorized, http.StatusForbidden, http.StatusBadRequest:
 		return 0
 	}
 	d := retryAfter(res, firstBackoff<<min(n-1, 10), time.Now())

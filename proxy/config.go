@@ -117,6 +117,12 @@ type Pool struct {
 	// FallbackDirect sends requests direct when every member is down,
 	// instead of answering 503.
 	FallbackDirect bool `toml:"fallback_direct,omitempty"`
+	// MaxFails failures of a member itself (reaching or authenticating to
+	// the proxy) within FailDuration mark it down until a check succeeds;
+	// 0 means defaultMaxFails. Failures past the proxy (the upstream's
+	// certificate, an upstream the proxy cannot reach) never count.
+	MaxFails     int    `toml:"max_fails,omitempty"`
+	FailDuration string `toml:"fail_duration,omitempty"`
 	// Pinned is the member used while it is up, whatever the strategy.
 	Pinned string `toml:"pinned,omitempty"`
 	// Disabled members are never used or checked.
@@ -176,6 +182,8 @@ const (
 	defaultInterval  = "5m"
 	defaultTimeout   = "5s"
 	defaultTolerance = "50ms"
+	defaultMaxFails  = 3
+	defaultFailDur   = "30s"
 )
 
 // DefaultConfigPath is config.toml in the user's config folder, unless
@@ -227,6 +235,10 @@ func (c *Config) applyDefaults() {
 		setDefault(&p.Interval, defaultInterval)
 		setDefault(&p.Timeout, defaultTimeout)
 		setDefault(&p.Tolerance, defaultTolerance)
+		setDefault(&p.FailDuration, defaultFailDur)
+		if p.MaxFails == 0 {
+			p.MaxFails = defaultMaxFails
+		}
 	}
 }
 

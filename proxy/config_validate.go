@@ -227,12 +227,25 @@ func (u *Upstream) validate(field string, names, pools map[string]bool, dir stri
 			return fieldErr(field+".ca_file", "%v", err)
 		}
 	}
-	if _, err := parseDuration(u.FirstByteTimeout, DefaultFirstByteTimeout); err != nil {
-		return fieldErr(field+".first_byte_timeout", "%v", err)
-	}
-	for name, d := range map[string]string{"retry_backoff_cap": u.RetryBackoffCap, "idle_timeout": u.IdleTimeout, "request_timeout": u.RequestTimeout, "queue_timeout": u.QueueTimeout} {
-		if _, err := parseDuration(d, time.Second); err != nil {
-			return fieldErr(field+"."+name, "%v", err)
+	// A timeout of zero would cut every request (or stream) at once, so it
+	// is refused rather than read as "off"; retry_backoff_cap = "0s" means
+	// retrying without a wait.
+	for _, d := range []struct {
+		name, value string
+		zeroOK      bool
+	}{
+		{"first_byte_timeout", u.FirstByteTimeout, false},
+		{"idle_timeout", u.IdleTimeout, false},
+		{"request_timeout", u.RequestTimeout, false},
+		{"queue_timeout", u.QueueTimeout, false},
+		{"retry_backoff_cap", u.RetryBackoffCap, true},
+	} {
+		v, err := parseDuration(d.value, time.Second)
+		if err == nil && v == 0 && !d.zeroOK {
+			err = fmt.Errorf("must be more than zero (%q would cut every request at once); leave it out for the default, or write a long duration such as \"1h\"", d.value)
+		}
+		if err != nil {
+			return fieldErr(field+"."+d.name, "%v", err)
 		}
 	}
 	if u.KeyStrategy != KeyRoundRobin && u.KeyStrategy != KeyFillFirst {
@@ -321,7 +334,10 @@ func (p *Pool) validate(field string, pools map[string]bool) error {
 	if err := validateBaseURL(p.CheckURL); err != nil {
 		return fieldErr(field+".check_url", "%v", err)
 	}
-	for _, d := range []struct{ name, value string }{{"interval", p.Interval}, {"timeout", p.Timeout}, {"tolerance", p.Tolerance}} {
+	if p.MaxFails < 0 {
+		return fieldErr(field+".max_fails", "must be 1 or more (default %d)", defaultMaxFails)
+	}
+	for _, d := range []struct{ name, value string }{{"interval", p.Interval}, {"timeout", p.Timeout}, {"tolerance", p.Tolerance}, {"fail_duration", p.FailDuration}} {
 		v, err := parseDuration(d.value, 0)
 		if err == nil && v == 0 && d.name != "tolerance" {
 			err = fmt.Errorf("%s must be more than zero", d.name)

@@ -73,7 +73,7 @@ func upstreamError(ctx context.Context, upstream string, err error) *apiError {
 	if errors.Is(err, context.DeadlineExceeded) || errors.As(err, &ne) && ne.Timeout() ||
 		strings.Contains(err.Error(), "timeout awaiting response headers") {
 		return newAPIError(http.StatusGatewayTimeout, "upstream_timeout",
-			"upstream "+quote(upstream)+" did not answer in time ("+err.Error()+"); check the upstream's status, or raise first_byte_timeout in the config")
+			"upstream "+quote(upstream)+" did not answer in time ("+err.Error()+"); check the upstream's status, or raise first_byte_timeout (streams) or request_timeout (plain answers) in the config")
 	}
 	return newAPIError(http.StatusBadGateway, "upstream_unreachable",
 		"upstream "+quote(upstream)+" could not be reached ("+err.Error()+"); check its base_url, your network and its via route")

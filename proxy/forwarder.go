@@ -3,6 +3,8 @@ package proxy
 import (
 	"bytes"
 	"context"
+	"crypto/sha256"
+	"crypto/subtle"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -12,6 +14,7 @@ import (
 	"net/http"
 	"net/http/httputil"
 	"net/url"
+	"reflect"
 	goruntime "runtime"
 	"strings"
 	"sync"
@@ -32,6 +35,8 @@ type Forwarder struct {
 	models *modelCache
 	state  atomic.Pointer[runtime]
 	nextID atomic.Uint64
+	// settleToken is the SHA-256 of the token ?settle=1 needs, or nil.
+	settleToken atomic.Pointer[[sha256.Size]byte]
 
 	failures failureLimiter
 	rp       *httputil.ReverseProxy
@@ -58,6 +63,7 @@ type runtime struct {
 	anyIPHost bool // listening on every address: any IP literal is a fine Host
 	tokens    []tokenHash
 	maxBody   int64
+	caFiles   string // the ca_files' content it was built with (caFiles)
 }
 
 // NewForwarder makes a forwarder with no upstreams; Apply gives it a config.
@@ -89,6 +95,7 @@ func (f *Forwarder) Apply(cfg *Config, dir string) error {
 		origins: map[string]bool{},
 		maxBody: cfg.MaxBodyBytes(),
 		tokens:  compileTokens(cfg.Tokens),
+		caFiles: caFiles(cfg, dir),
 	}
 	// Shared on the network (which needs tokens), the listen address is a
 	// Host clients use.
@@ -145,7 +152,7 @@ func (f *Forwarder) Apply(cfg *Config, dir string) error {
 		u.transport = direct
 		if name, isPool := strings.CutPrefix(via, viaPool); isPool {
 			u.transport = &poolTransport{pool: rt.pools[name], key: tlsKey(uc, dir), direct: direct,
-				build: func() *http.Transport { t, _ := baseTransport(uc, dir, f.creds); return t }} // baseTransport succeeded above
+				build: func() *http.Transport { t, _ := baseTransport(uc, dir, f.creds); return memberTransport(t) }} // baseTransport succeeded above
 			route = "pool " + name
 		} else if via != ViaDirect {
 			if u.transport, route, err = routeT(uc, via); err != nil {
@@ -183,6 +190,13 @@ func (f *Forwarder) Apply(cfg *Config, dir string) error {
 // Config returns the config in use. Treat it as read-only.
 func (f *Forwarder) Config() *Config { return f.state.Load().cfg }
 
+// inUse reports whether cfg is the config in use, with the same ca_file
+// contents: applying it again would change nothing.
+func (f *Forwarder) inUse(cfg *Config, dir string) bool {
+	rt := f.state.Load()
+	return reflect.DeepEqual(cfg, rt.cfg) && caFiles(cfg, dir) == rt.caFiles
+}
+
 // Close drops idle upstream connections.
 func (f *Forwarder) Close() {
 	f.mu.Lock()
@@ -217,6 +231,7 @@ type forwardState struct {
 	rec           *Record
 	cancel        context.CancelCauseFunc // ends the upstream request
 	injectedUsage bool                    // stream_options.include_usage is ours
+	stream        bool                    // the client asked for a stream
 }
 
 // upstreamCfg is the config of the upstream that answered.
@@ -261,6 +276,13 @@ func (f *Forwarder) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	if r.URL.Path == StatusPath && r.Method == http.MethodGet && isLoopbackHost(clientIP(r)) {
 		f.serveStatus(rw, r)
+		return
+	}
+	if r.URL.Path == KeyEnablePath {
+		if e := f.serveKeyEnable(rw, r); e != nil {
+			rec.Error = e.Message
+			writeAPIError(rw, e)
+		}
 		return
 	}
 	if e := f.checkToken(rt, r, rec); e != nil {
@@ -350,8 +372,8 @@ func (f *Forwarder) forward(rt *runtime, w *recorder, r *http.Request, name stri
 		rest = strings.TrimPrefix(r.URL.EscapedPath(), "/u/"+name)
 		rest = strings.TrimPrefix(rest, "/")
 	}
-	if hasDotSegment(rest) {
-		fail(newAPIError(http.StatusBadRequest, "bad_path", "the path must not contain '.' or '..' segments"))
+	if msg := badPath(rest); msg != "" {
+		fail(newAPIError(http.StatusBadRequest, "bad_path", msg))
 		return
 	}
 
@@ -411,6 +433,7 @@ func (f *Forwarder) forward(rt *runtime, w *recorder, r *http.Request, name stri
 	defer cancel(nil)
 	st := &forwardState{rt: rt, up: up, rest: rest, query: r.URL.RawQuery, rec: rec, cancel: cancel}
 	st.body, st.injectedUsage = askForUsage(up.cfg, rest, body)
+	st.stream = isStreamRequest(rest, r.URL.RawQuery, body)
 	body = st.body
 
 	r.Header.Del("Transfer-Encoding")
@@ -435,13 +458,28 @@ func bodyError(ctx context.Context, err error) *apiError {
 	return newAPIError(http.StatusBadRequest, "bad_body", "reading the request body failed: "+err.Error())
 }
 
-func hasDotSegment(p string) bool {
-	for seg := range strings.SplitSeq(p, "/") {
-		if seg == "." || seg == ".." || strings.EqualFold(seg, "%2e") || strings.EqualFold(seg, "%2e%2e") {
-			return true
+// badPath says why the escaped path after /v1/ (or /u/<name>/) may not be
+// forwarded, or "". Each segment is decoded before it is checked, so that
+// ".%2e" and "%2e." count as "..": a front end that normalises the path
+// would otherwise resolve them outside the base URL's prefix. Encoded
+// slashes and backslashes are refused, since a front end may decode them
+// into separators ("..%2f").
+func badPath(escaped string) string {
+	for seg := range strings.SplitSeq(escaped, "/") {
+		if !strings.ContainsAny(seg, "%\\") && seg != "." && seg != ".." {
+			continue
+		}
+		dec, err := url.PathUnescape(seg)
+		switch {
+		case err != nil:
+			return "the path has a malformed percent escape"
+		case strings.ContainsAny(dec, "/\\"):
+			return "the path must not contain encoded slashes or backslashes (%2F, %5C)"
+		case dec == "." || dec == "..":
+			return "the path must not contain '.' or '..' segments, encoded or not"
 		}
 	}
-	return false
+	return ""
 }
 
 func upstreamNames(ups []*upstreamRT) string {
@@ -483,13 +521,30 @@ func readProcessStats() ProcessStats {
 	return ProcessStats{Goroutines: goruntime.NumGoroutine(), HeapBytes: ms.HeapAlloc, Mallocs: ms.Mallocs, AllocBytes: ms.TotalAlloc}
 }
 
-// serveStatus answers StatusPath. With ?settle=1 it first drops idle
-// upstream connections and collects garbage, so that the goroutine and heap
-// figures show only what is in use (make soak compares them).
+// SettleHeader carries the token that lets ?settle=1 act (AllowSettle).
+const SettleHeader = "X-Gatehouse-Settle"
+
+// AllowSettle lets GET StatusPath?settle=1 drop idle upstream connections
+// and collect garbage when the request carries token in SettleHeader; the
+// soak tool starts the forwarder with one. Without it, settle is ignored:
+// any loopback caller (a web page's image tag too) may read the status,
+// but none may make the forwarder do work.
+func (f *Forwarder) AllowSettle(token string) {
+	sum := sha256.Sum256([]byte(token))
+	f.settleToken.Store(&sum)
+}
+
+// serveStatus answers StatusPath. With ?settle=1 and the settle token it
+// first drops idle upstream connections and collects garbage, so that the
+// goroutine and heap figures show only what is in use (make soak compares
+// them).
 func (f *Forwarder) serveStatus(w http.ResponseWriter, r *http.Request) {
-	if r.URL.Query().Get("settle") == "1" {
-		f.Close()
-		goruntime.GC()
+	if want := f.settleToken.Load(); want != nil && r.URL.Query().Get("settle") == "1" {
+		got := sha256.Sum256([]byte(r.Header.Get(SettleHeader)))
+		if subtle.ConstantTimeCompare(got[:], want[:]) == 1 {
+			f.Close()
+			goruntime.GC()
+		}
 	}
 	w.Header().Set("Content-Type", "application/json")
 	w.Header().Set("Cache-Control", "no-store")

@@ -150,7 +150,7 @@ func TestForwarderErrors(t *testing.T) {
 		{"empty body", "POST", "/v1/chat/completions", ``, 400, "model_missing", `no "model" field`},
 		{"too large", "POST", "/v1/chat/completions", big, 413, "request_too_large", "limit of 1 MiB"},
 		{"unreachable", "POST", "/v1/chat/completions", `{"model":"down-1"}`, 502, "upstream_unreachable", `upstream "down" could not be reached`},
-		{"timeout", "POST", "/v1/chat/completions", `{"model":"slow-1"}`, 504, "upstream_timeout", `upstream "slow" did not answer in time`},
+		{"timeout", "POST", "/v1/chat/completions", `{"model":"slow-1","stream":true}`, 504, "upstream_timeout", `upstream "slow" did not answer in time`},
 		{"unknown path", "GET", "/v2/whatever", ``, 404, "unknown_path", "point your client at"},
 		{"unknown upstream", "POST", "/u/nope/chat/completions", `{}`, 404, "unknown_upstream", `no upstream named "nope"; configured upstreams: openai, nokey`},
 		{"dot segments", "GET", "/u/openai/%2e%2e/admin", ``, 400, "bad_path", "'..'"},

@@ -1,8 +1,11 @@
 package proxy
 
 import (
+	"bytes"
 	"crypto/sha256"
+	"encoding/json"
 	"fmt"
+	"io"
 	"net/http"
 	"slices"
 	"strconv"
@@ -46,8 +49,9 @@ type KeyStatus struct {
 
 // keyState is what the forwarder learnt about one key from its upstream:
 // a 429 makes it rest (cooling) until Retry-After, then one request tries
-// it (half-open) before it is ok again; a 401 or 403 rejects it until its
-// value changes or the user enables it again.
+// it (half-open) before it is ok again; a 401 (or an error body that says
+// the key is invalid) rejects it until its value changes or the user
+// enables it again.
 type keyState struct {
 	state  string
 	until  time.Time
@@ -123,11 +127,16 @@ func (ks *keyStates) trying(up *Upstream, c Credential, now time.Time) {
 	}
 }
 
-// observe updates a key's state from the upstream's answer; res is nil
-// when the upstream could not be reached, which says nothing of the key.
-func (ks *keyStates) observe(up *Upstream, c Credential, res *http.Response, now time.Time) {
+// observe updates a key's state from the upstream's answer and reports
+// whether it rejected the key; res is nil when the upstream could not be
+// reached, which says nothing of the key.
+func (ks *keyStates) observe(up *Upstream, c Credential, res *http.Response, now time.Time) (rejected bool) {
 	if up.Auth == AuthNone {
-		return
+		return false
+	}
+	invalid := ""
+	if res != nil {
+		invalid = invalidKey(res) // reads an error body: not under the lock
 	}
 	ks.lock()
 	defer ks.mu.Unlock()
@@ -140,11 +149,59 @@ func (ks *keyStates) observe(up *Upstream, c Credential, res *http.Response, now
 		}
 	case res.StatusCode == http.StatusTooManyRequests || res.StatusCode == 529:
 		ks.m[id] = &keyState{state: KeyCooling, until: now.Add(retryAfter(res, DefaultCooling, now)), reason: res.Status}
-	case res.StatusCode == http.StatusUnauthorized || res.StatusCode == http.StatusForbidden:
-		ks.m[id] = &keyState{state: KeyRejected, reason: res.Status, secret: sha256.Sum256([]byte(c.Secret))}
+	case invalid != "":
+		ks.m[id] = &keyState{state: KeyRejected, reason: invalid, secret: sha256.Sum256([]byte(c.Secret))}
+		return true
 	default:
-		delete(ks.m, id) // it works
+		delete(ks.m, id) // it works (a 403 is about the request, not the key)
 	}
+	return false
+}
+
+// invalidKeyMarkers are what error bodies say when the key itself is
+// invalid: OpenAI's code, Anthropic's type, Gemini's reason.
+var invalidKeyMarkers = []string{"invalid_api_key", "authentication_error", "API_KEY_INVALID"}
+
+// maxErrorPeek bounds how much of a 400 or 403 body is read to look for
+// invalidKeyMarkers; the body is passed on whole.
+const maxErrorPeek = 64 << 10
+
+// invalidKey says why an answer rejects the key that was used, or "": a
+// 401, or a 400 or 403 whose error body says the key is invalid. Any other
+// 403 (a model the account may not use, a refused region) is about the
+// request and says nothing of the key.
+func invalidKey(res *http.Response) string {
+	switch res.StatusCode {
+	case http.StatusUnauthorized:
+		return res.Status
+	case http.StatusBadRequest, http.StatusForbidden:
+	default:
+		return ""
+	}
+	if res.Body == nil || res.Header.Get("Content-Encoding") != "" {
+		return ""
+	}
+	peek, err := io.ReadAll(io.LimitReader(res.Body, maxErrorPeek))
+	res.Body = struct {
+		io.Reader
+		io.Closer
+	}{io.MultiReader(bytes.NewReader(peek), errReader{err}, res.Body), res.Body}
+	for _, m := range invalidKeyMarkers {
+		if bytes.Contains(peek, []byte(m)) {
+			return res.Status + " (" + m + ")"
+		}
+	}
+	return ""
+}
+
+// errReader returns err once a MultiReader reaches it (nil: go on).
+type errReader struct{ err error }
+
+func (e errReader) Read([]byte) (int, error) {
+	if e.err != nil {
+		return 0, e.err
+	}
+	return 0, io.EOF
 }
 
 // ok reports whether a key is known to work or untried: not cooling,
@@ -216,4 +273,48 @@ func (f *Forwarder) KeyStatus() []KeyStatus {
 func (f *Forwarder) EnableKey(upstream, label string) {
 	f.keys.enable(upstream, label)
 	f.changes.notify()
+}
+
+// KeyEnablePath puts a rejected or cooling key back into use in the
+// running forwarder (`gatehouse key enable UPSTREAM LABEL`): a POST with
+// the JSON body {"upstream": "...", "label": "..."}. It answers clients on
+// this machine only, and no web page: a request with an Origin header, or
+// whose body is not declared as JSON (which a page cannot send without a
+// CORS preflight, which is refused), is refused. Local access tokens are
+// not asked for, as for StatusPath: a command on this machine has none.
+const KeyEnablePath = "/gatehouse/keys/enable"
+
+// KeyRef names one key of one upstream.
+type KeyRef struct {
+	Upstream string `json:"upstream"`
+	Label    string `json:"label"`
+}
+
+func (f *Forwarder) serveKeyEnable(w http.ResponseWriter, r *http.Request) *apiError {
+	switch {
+	case !isLoopbackHost(clientIP(r)):
+		return newAPIError(http.StatusForbidden, "not_local", "keys can be enabled only from the machine Gatehouse runs on")
+	case r.Header.Get("Origin") != "":
+		return newAPIError(http.StatusForbidden, "origin_not_allowed", "keys cannot be enabled from a web page")
+	case r.Method != http.MethodPost:
+		return newAPIError(http.StatusMethodNotAllowed, "method_not_allowed", "POST {\"upstream\": ..., \"label\": ...} to enable a key")
+	case !strings.HasPrefix(r.Header.Get("Content-Type"), "application/json"):
+		return newAPIError(http.StatusUnsupportedMediaType, "bad_content_type", "send the key as JSON (Content-Type: application/json)")
+	}
+	var ref KeyRef
+	if err := json.NewDecoder(io.LimitReader(r.Body, 4<<10)).Decode(&ref); err != nil {
+		return newAPIError(http.StatusBadRequest, "bad_body", "the body must be JSON such as {\"upstream\": \"openai\", \"label\": \"main\"}")
+	}
+	for _, k := range f.KeyStatus() {
+		if k.Upstream == ref.Upstream && k.Label == ref.Label {
+			f.EnableKey(ref.Upstream, ref.Label)
+			k.State, k.Reason, k.Until = KeyOK, "", time.Time{}
+			w.Header().Set("Content-Type", "application/json")
+			w.Header().Set("Cache-Control", "no-store")
+			_ = json.NewEncoder(w).Encode(k)
+			return nil
+		}
+	}
+	return newAPIError(http.StatusNotFound, "unknown_key",
+		fmt.Sprintf("the running forwarder has no key %q of upstream %q; see gatehouse key list", ref.Label, ref.Upstream))
 }

@@ -37,8 +37,8 @@ type modelCache struct {
 
 type modelEntry struct {
 	once    sync.Once
-	ids     []string
-	expires time.Time
+	ids     []string  // written once, inside once
+	expires time.Time // guarded by modelCache.mu
 }
 
 func newModelCache(f *Forwarder) *modelCache {
@@ -63,12 +63,15 @@ func (c *modelCache) ids(ctx context.Context, u *upstreamRT) []string {
 	c.mu.Unlock()
 	e.once.Do(func() {
 		ids, err := c.fetch(ctx, u)
+		ttl := modelsTTL
 		if err != nil {
 			c.f.log.Warn("model list not available", "upstream", u.cfg.Name, "err", err)
-			e.expires = time.Now().Add(modelsFailureTTL)
-			return
+			ttl = modelsFailureTTL
 		}
-		e.ids, e.expires = ids, time.Now().Add(modelsTTL)
+		e.ids = ids // read only after once.Do, which orders it
+		c.mu.Lock()
+		e.expires = time.Now().Add(ttl) // read by other callers under c.mu
+		c.mu.Unlock()
 	})
 	return e.ids
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net"
 	"net/http"
 	"net/http/httptrace"
 	"net/url"
@@ -20,7 +21,7 @@ import (
 // Pinned and disabled members are applied to a kept pool in place.
 func poolKey(p *Pool) string {
 	return strings.Join([]string{p.Name, p.Strategy, strings.Join(p.Proxies, " "), p.CheckURL,
-		p.Interval, p.Timeout, p.Tolerance, fmt.Sprint(p.Lazy, p.FallbackDirect)}, "\x00")
+		p.Interval, p.Timeout, p.Tolerance, fmt.Sprint(p.Lazy, p.FallbackDirect, p.MaxFails), p.FailDuration}, "\x00")
 }
 
 // buildPools makes the pools of cfg, keeping those whose settings did not
@@ -37,13 +38,15 @@ func (f *Forwarder) buildPools(cfg *Config) map[string]*pool.Pool {
 			interval, _ := parseDuration(pc.Interval, 0) // validated
 			timeout, _ := parseDuration(pc.Timeout, 0)
 			tolerance, _ := parseDuration(pc.Tolerance, 0)
+			failDuration, _ := parseDuration(pc.FailDuration, 0)
 			s := pool.Settings{Name: pc.Name, Strategy: pc.Strategy, CheckURL: pc.CheckURL,
-				Interval: interval, Timeout: timeout, Tolerance: tolerance, Lazy: pc.Lazy, FallbackDirect: pc.FallbackDirect}
+				Interval: interval, Timeout: timeout, Tolerance: tolerance, Lazy: pc.Lazy, FallbackDirect: pc.FallbackDirect,
+				MaxFails: pc.MaxFails, FailDuration: failDuration}
 			for _, raw := range pc.Proxies {
 				u, _ := parseProxyURL(raw)
 				s.Proxies = append(s.Proxies, u)
 			}
-			p = pool.New(s, func(u *url.URL) func(*http.Request) (*url.URL, error) { return proxyFunc(u, passwords) }, f.changes.notify)
+			p = pool.New(s, memberProxyFunc(passwords), f.changes.notify)
 		}
 		p.SetDisabled(pc.Disabled)
 		p.SetPinned(pc.Pinned)
@@ -58,9 +61,15 @@ func (f *Forwarder) buildPools(cfg *Config) map[string]*pool.Pool {
 	return pools
 }
 
-// poolTransport sends a request through a member of a pool. A member that
-// fails before any byte of the request was written — dial, proxy connect,
-// TLS handshake — is marked down and the request goes to the next one.
+// poolTransport sends a request through a member of a pool. When the
+// member itself fails before any byte of the request was written — it
+// cannot be dialled, its TLS handshake fails, it refuses our credentials
+// or breaks the proxy handshake — the failure is counted against it and
+// the request goes to the next member. An error past the member (the
+// upstream's certificate, an upstream the proxy cannot reach or a name it
+// cannot resolve) is the upstream's: the request gets it (502) and the
+// members are untouched, so one broken upstream cannot take the pool down
+// for the others.
 type poolTransport struct {
 	pool   *pool.Pool
 	key    string // the upstream's TLS profile
@@ -68,33 +77,34 @@ type poolTransport struct {
 	direct http.RoundTripper // with fallback_direct
 }
 
-// allDownError means no member of a pool is available.
+// allDownError means no member of a pool could carry the request.
 type allDownError struct {
 	pool, errors string
 }
 
 func (e *allDownError) Error() string {
-	return fmt.Sprintf("every proxy of pool %q is down (%s)", e.pool, e.errors)
+	return fmt.Sprintf("every proxy of pool %q is down or failed just now (%s)", e.pool, e.errors)
 }
 
 func (pt *poolTransport) RoundTrip(req *http.Request) (*http.Response, error) {
+	var tried []*pool.Member
 	for range len(pt.pool.Members) {
-		m := pt.pool.Pick()
+		m := pt.pool.PickExcept(tried)
 		if m == nil {
 			break
 		}
+		tried = append(tried, m)
 		setRoute(req, "pool "+pt.pool.Name+" via "+m.Name)
-		var wrote atomic.Bool
-		trace := &httptrace.ClientTrace{WroteRequest: func(info httptrace.WroteRequestInfo) {
-			if info.Err == nil {
-				wrote.Store(true) // the whole request went out: never send it again
-			}
-		}}
-		res, err := m.Transport(pt.key, pt.build).RoundTrip(req.WithContext(httptrace.WithClientTrace(req.Context(), trace)))
-		if err == nil || wrote.Load() || req.Context().Err() != nil {
+		tp := &tunnelProgress{}
+		ctx := context.WithValue(req.Context(), tunnelKey{}, tp)
+		ctx = httptrace.WithClientTrace(ctx, &httptrace.ClientTrace{WroteRequest: func(httptrace.WroteRequestInfo) {
+			tp.wrote.Store(true) // some or all of the request went out: never send it again
+		}})
+		res, err := m.Transport(pt.key, pt.build).RoundTrip(req.WithContext(ctx))
+		if err == nil || tp.wrote.Load() || req.Context().Err() != nil || !tp.memberFailed(req, m, err) {
 			return res, err
 		}
-		pt.pool.MarkDown(m, err) // nothing was sent: safe to try the next member
+		pt.pool.Failed(m, err) // nothing was sent: safe to try the next member
 		if req, err = rewound(req); err != nil {
 			return nil, err
 		}
@@ -104,6 +114,87 @@ func (pt *poolTransport) RoundTrip(req *http.Request) (*http.Response, error) {
 		return pt.direct.RoundTrip(req)
 	}
 	return nil, &allDownError{pool: pt.pool.Name, errors: pt.pool.LastErrors()}
+}
+
+// tunnelProgress is what one attempt through a member got to.
+type tunnelProgress struct {
+	wrote    atomic.Bool // WroteRequest fired
+	answered atomic.Bool // the proxy answered our CONNECT
+}
+
+type tunnelKey struct{}
+
+// memberTransport is a pool member's transport for an upstream: it notes
+// the proxy's answer to CONNECT, and turns a refusal into a connectError
+// that says whose fault it was.
+func memberTransport(t *http.Transport) *http.Transport {
+	t.OnProxyConnectResponse = func(ctx context.Context, _ *url.URL, _ *http.Request, res *http.Response) error {
+		if tp, _ := ctx.Value(tunnelKey{}).(*tunnelProgress); tp != nil {
+			tp.answered.Store(true)
+		}
+		if res.StatusCode != http.StatusOK {
+			return &connectError{status: res.StatusCode, text: res.Status}
+		}
+		return nil
+	}
+	return t
+}
+
+// connectError is a proxy's refusal of a CONNECT.
+type connectError struct {
+	status int
+	text   string
+}
+
+func (e *connectError) Error() string { return "the proxy refused the tunnel: " + e.text }
+
+// memberError is a failure of the member before anything was dialled
+// (its password could not be read).
+type memberError struct{ err error }
+
+func (e *memberError) Error() string { return e.err.Error() }
+func (e *memberError) Unwrap() error { return e.err }
+
+// memberProxyFunc is a member's Proxy function: its URL with the password,
+// and any failure to find that password marked as the member's own.
+func memberProxyFunc(passwords ProxyPasswords) pool.ProxyFunc {
+	return func(u *url.URL) func(*http.Request) (*url.URL, error) {
+		f := proxyFunc(u, passwords)
+		return func(r *http.Request) (*url.URL, error) {
+			pu, err := f(r)
+			if err != nil {
+				return nil, &memberError{err}
+			}
+			return pu, nil
+		}
+	}
+}
+
+// memberFailed reports whether err, from an attempt through m that wrote
+// nothing, is the member's own failure: it could not be dialled or its
+// TLS handshake failed (the transport's "proxyconnect"), its password is
+// missing, it refused our credentials (407, SOCKS authentication), or it
+// broke the proxy handshake. A SOCKS reply code, or a CONNECT answered
+// with any other error, is the proxy's report about the upstream, and an
+// error after the tunnel (the upstream's TLS certificate) is the
+// upstream's.
+func (tp *tunnelProgress) memberFailed(req *http.Request, m *pool.Member, err error) bool {
+	var me *memberError
+	var ce *connectError
+	var op *net.OpError
+	switch {
+	case errors.As(err, &me):
+		return true
+	case errors.As(err, &ce):
+		return ce.status == http.StatusProxyAuthRequired
+	case errors.As(err, &op) && op.Op == "proxyconnect":
+		return true
+	case errors.As(err, &op) && strings.HasPrefix(op.Op, "socks"):
+		return !strings.HasPrefix(op.Err.Error(), "unknown error ") // the reply code: about the target
+	case strings.HasPrefix(m.URL.Scheme, "http") && req.URL.Scheme == "https":
+		return !tp.answered.Load() // the proxy never answered our CONNECT
+	}
+	return false
 }
 
 // rewound is req with a fresh body to send again.
@@ -129,23 +220,34 @@ func setRoute(req *http.Request, route string) {
 	}
 }
 
-// RunChecks runs the health checks of every pool until ctx is done; after
-// each Apply the checks start again, the first of them at once.
+// RunChecks runs the health checks of every pool until ctx is done. After
+// each Apply, the pools it made anew (a changed definition) start their
+// checks at once and the ones it dropped stop theirs; a pool it kept goes
+// on undisturbed, its checks under way included.
 func (f *Forwarder) RunChecks(ctx context.Context) {
+	running := map[*pool.Pool]context.CancelFunc{}
+	var wg sync.WaitGroup
+	defer wg.Wait()
 	for {
-		runCtx, cancel := context.WithCancel(ctx)
-		var wg sync.WaitGroup
+		live := map[*pool.Pool]bool{}
 		for _, p := range f.state.Load().pools {
-			wg.Go(func() { p.Run(runCtx) })
+			live[p] = true
+			if running[p] == nil {
+				pctx, cancel := context.WithCancel(ctx)
+				running[p] = cancel
+				wg.Go(func() { p.Run(pctx) })
+			}
+		}
+		for p, cancel := range running {
+			if !live[p] {
+				cancel()
+				delete(running, p)
+			}
 		}
 		select {
 		case <-ctx.Done():
+			return // every pool's context ends with ctx
 		case <-f.poolsChanged:
-		}
-		cancel()
-		wg.Wait()
-		if ctx.Err() != nil {
-			return
 		}
 	}
 }

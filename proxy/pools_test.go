@@ -142,7 +142,7 @@ func TestPoolStrategies(t *testing.T) {
 	})
 
 	t.Run("pin, disable and the global direct switch", func(t *testing.T) {
-		s := newPoolSetup(t, "fallback", []*testproxy.Proxy{testproxy.SOCKS5("", ""), testproxy.SOCKS5("", ""), testproxy.SOCKS5("", "")}, nil)
+		s := newPoolSetup(t, "fallback", []*testproxy.Proxy{testproxy.SOCKS5("", ""), testproxy.SOCKS5("", ""), testproxy.SOCKS5("", "")}, func(c *Config) { c.Pools[0].MaxFails = 1 })
 		apply := func(edit func(*Config)) {
 			cfg := s.h.fwd.Config().Clone()
 			edit(cfg)
@@ -267,7 +267,7 @@ func TestChecksRunConcurrently(t *testing.T) {
 }
 
 func TestStatusChangesAreNotified(t *testing.T) {
-	s := newPoolSetup(t, "fallback", []*testproxy.Proxy{testproxy.SOCKS5("", ""), testproxy.SOCKS5("", "")}, nil)
+	s := newPoolSetup(t, "fallback", []*testproxy.Proxy{testproxy.SOCKS5("", ""), testproxy.SOCKS5("", "")}, func(c *Config) { c.Pools[0].MaxFails = 1 })
 	changes, stop := s.h.fwd.Subscribe()
 	defer stop()
 	s.stop(0)

@@ -9,7 +9,6 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
-	"reflect"
 	"slices"
 	"sync"
 	"syscall"
@@ -84,7 +83,7 @@ func (s *Service) Reload() error {
 	defer s.mu.Unlock()
 	old := s.Forwarder.Config().Listen
 	cfg, err := s.load()
-	if err == nil && reflect.DeepEqual(cfg, s.Forwarder.Config()) {
+	if err == nil && s.Forwarder.inUse(cfg, filepath.Dir(s.path)) {
 		return nil // our own save, or a touch: nothing to do
 	}
 	if err == nil {
@@ -101,17 +100,26 @@ func (s *Service) Reload() error {
 	return nil
 }
 
-// Edit changes the config with change, saves it and applies it. Nothing
-// is saved or applied when change fails or the result is invalid.
+// Edit changes the config file with change, saves it and applies it. It
+// reads the file again, so that it never replaces what the user wrote
+// with the config in use: a file with a mistake is left as it is and the
+// edit refused, and a --listen override is applied but never saved.
+// Nothing is saved or applied when change fails or the result is invalid.
 func (s *Service) Edit(change func(*Config) error) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	cfg := s.Forwarder.Config().Clone()
+	cfg, err := LoadConfig(s.path)
+	if err != nil {
+		return fmt.Errorf("the config file has a mistake, so the change was not saved; fix the file first (it is left as it is): %w", err)
+	}
 	if err := change(cfg); err != nil {
 		return err
 	}
 	if err := SaveConfig(s.path, cfg); err != nil {
 		return err
+	}
+	if s.listen != "" {
+		cfg.Listen = s.listen
 	}
 	return s.Forwarder.Apply(cfg, filepath.Dir(s.path))
 }
@@ -217,18 +225,22 @@ func (s *Service) Run(ctx context.Context, reload <-chan struct{}) error {
 	return nil
 }
 
+// newWatcher makes the config folder's watcher; tests replace it.
+var newWatcher = fsnotify.NewWatcher
+
 // watch applies the config again on a reload signal or when the file
 // changes. It watches the folder, because editors and SaveConfig replace
 // the file by renaming another over it, and waits for writes to settle.
 func (s *Service) watch(ctx context.Context, reload <-chan struct{}) {
 	var events <-chan fsnotify.Event
+	var errs <-chan error
 	// The folder is made if it is missing (as SaveConfig would), so that a
 	// config.toml written there later is noticed.
 	_ = os.MkdirAll(filepath.Dir(s.path), 0o700)
-	w, err := fsnotify.NewWatcher()
+	w, err := newWatcher()
 	if err == nil {
 		if err = w.Add(filepath.Dir(s.path)); err == nil {
-			events = w.Events
+			events, errs = w.Events, w.Errors
 		}
 		defer w.Close()
 	}
@@ -254,6 +266,19 @@ func (s *Service) watch(ctx context.Context, reload <-chan struct{}) {
 			if filepath.Clean(ev.Name) == target {
 				timer.Reset(settle)
 			}
+		case err, ok := <-errs:
+			// Read, or the watcher stops delivering events. After an
+			// overflow some events are lost: read the file again anyway,
+			// and watch the folder anew in case the watch was dropped.
+			if !ok {
+				errs = nil
+				continue
+			}
+			s.log.Warn("watching the config file", "err", err)
+			if aerr := w.Add(filepath.Dir(s.path)); aerr != nil {
+				s.log.Warn("not watching the config file for changes; send SIGHUP to reload", "err", aerr)
+			}
+			timer.Reset(settle)
 		case <-timer.C:
 			if _, err := os.Stat(s.path); err == nil {
 				_ = s.Reload()

@@ -12,14 +12,16 @@ import (
 	"net/http"
 	"net/http/httputil"
 	"net/url"
+	"os"
 	"strconv"
 	"strings"
 	"sync"
 	"time"
 )
 
-// DefaultFirstByteTimeout bounds the wait for an upstream's response
-// headers when first_byte_timeout is not set.
+// DefaultFirstByteTimeout bounds the wait for the beginning of a streamed
+// answer when first_byte_timeout is not set. A plain answer, whose headers
+// come only when it is complete, is bounded by request_timeout instead.
 const DefaultFirstByteTimeout = 120 * time.Second
 
 // upstreamRT is an upstream as the forwarder uses it: its config, compiled
@@ -56,17 +58,22 @@ func (u *upstreamRT) target(escapedRest, rawQuery string) *url.URL {
 }
 
 // tlsKey names what an upstream's transport depends on besides its route:
-// roots, client certificate and timeout.
+// roots and client certificate. A ca_file counts by its content, so that a
+// replaced file makes a new transport on the next reload.
 func tlsKey(u *Upstream, dir string) string {
 	ca := ""
 	if u.CAFile != "" {
 		ca = resolvePath(dir, u.CAFile)
+		if data, err := os.ReadFile(ca); err == nil {
+			sum := sha256.Sum256(data)
+			ca += "\x00" + hex.EncodeToString(sum[:])
+		}
 	}
 	cert := ""
 	if u.ClientCert {
 		cert = u.Name // the certificate is the upstream's own
 	}
-	return ca + "\x00" + u.FirstByteTimeout + "\x00" + cert
+	return ca + "\x00" + cert
 }
 
 // ClientCertificates gives the certificate an upstream's TLS handshake
@@ -105,11 +112,9 @@ func proxyFunc(pu *url.URL, passwords ProxyPasswords) func(*http.Request) (*url.
 
 // baseTransport builds an upstream's HTTP transport without its route:
 // timeouts, roots and client certificate. secrets may give certificates.
+// The wait for an answer to begin is not the transport's: it depends on
+// the request (see roundTrip).
 func baseTransport(u *Upstream, dir string, secrets Credentials) (*http.Transport, error) {
-	fbt, err := parseDuration(u.FirstByteTimeout, DefaultFirstByteTimeout)
-	if err != nil {
-		return nil, err
-	}
 	t := &http.Transport{
 		DialContext:           (&net.Dialer{Timeout: 30 * time.Second, KeepAlive: 30 * time.Second}).DialContext,
 		ForceAttemptHTTP2:     true,
@@ -118,7 +123,6 @@ func baseTransport(u *Upstream, dir string, secrets Credentials) (*http.Transpor
 		IdleConnTimeout:       90 * time.Second,
 		TLSHandshakeTimeout:   15 * time.Second,
 		ExpectContinueTimeout: time.Second,
-		ResponseHeaderTimeout: fbt,
 		TLSClientConfig:       &tls.Config{MinVersion: tls.VersionTLS12},
 	}
 	if u.CAFile != "" {
@@ -209,6 +213,11 @@ func (f *Forwarder) newReverseProxy() *httputil.ReverseProxy {
 			for _, h := range strippedRequestHeaders {
 				delete(pr.Out.Header, h) // the names are in canonical form
 			}
+			// The answer must be read as text (usage, stream events), and
+			// the loopback hop to the client gains nothing from compression.
+			// Without the client's Accept-Encoding, the transport asks for
+			// gzip itself and decodes it as it arrives, event by event.
+			delete(pr.Out.Header, "Accept-Encoding")
 		},
 		ModifyResponse: func(res *http.Response) error {
 			st := stateFrom(res.Request.Context())
@@ -278,6 +287,19 @@ func describeUpstreams(ups []*upstreamRT) string {
 			continue
 		}
 		fmt.Fprintf(&b, "%s: %s", u.cfg.Name, strings.Join(u.cfg.Models, ", "))
+	}
+	return b.String()
+}
+
+// caFiles is what the config's transports read from files: the content of
+// every ca_file, by tlsKey.
+func caFiles(cfg *Config, dir string) string {
+	var b strings.Builder
+	for i := range cfg.Upstreams {
+		if cfg.Upstreams[i].CAFile != "" {
+			b.WriteString(tlsKey(&cfg.Upstreams[i], dir))
+			b.WriteByte('\n')
+		}
 	}
 	return b.String()
 }

@@ -370,3 +370,11 @@ func askForUsage(up *Upstream, rest string, body []byte) ([]byte, bool) {
 	}
 	return out, true
 }
+
+// isStreamRequest says whether a request asks for a streamed answer:
+// "stream": true in its JSON body (OpenAI, Anthropic), or Gemini's
+// streamGenerateContent or alt=sse.
+func isStreamRequest(rest, rawQuery string, body []byte) bool {
+	return gjson.GetBytes(body, "stream").Bool() || strings.Contains(rest, "streamGenerateContent") ||
+		strings.Contains(rawQuery, "alt=sse")
+}

@@ -136,14 +136,15 @@ func startGatehouse(bin, name, dir, cfg, display string) (*process, error) {
 		return nil, err
 	}
 	cmd := exec.Command(bin, "serve", "--config", path, "--listen", addr)
-	cmd.Env = append(os.Environ(), "BENCH_KEY="+benchKey, "XDG_CACHE_HOME="+dir)
+	cmd.Env = append(os.Environ(), "BENCH_KEY="+benchKey, "XDG_CACHE_HOME="+dir, "GATEHOUSE_SETTLE_TOKEN="+settleToken)
 	if display != "" {
 		run := filepath.Join(dir, name, "run")
 		if err := os.MkdirAll(run, 0o700); err != nil {
 			return nil, err
 		}
+		env := cmd.Env
 		cmd = exec.Command(bin)
-		cmd.Env = append(os.Environ(), "BENCH_KEY="+benchKey, "XDG_CACHE_HOME="+dir, "DISPLAY="+display, "WAYLAND_DISPLAY=",
+		cmd.Env = append(env, "DISPLAY="+display, "WAYLAND_DISPLAY=",
 			"GATEHOUSE_CONFIG="+path, "XDG_RUNTIME_DIR="+run, "XDG_CONFIG_HOME="+filepath.Join(dir, name))
 	}
 	if profileDir != "" {

@@ -3,6 +3,7 @@ package main
 import (
 	"bufio"
 	"context"
+	cryptorand "crypto/rand"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -241,12 +242,21 @@ func soakRequest(t target) (string, error) {
 	}
 }
 
+// settleToken lets the gatehouse processes started here settle before
+// their figures are read (see proxy.Forwarder.AllowSettle).
+var settleToken = cryptorand.Text()
+
 func processStats(base string, gc bool) (proxy.ProcessStats, error) {
 	url := base + proxy.StatusPath
 	if gc {
 		url += "?settle=1"
 	}
-	res, err := http.Get(url)
+	req, err := http.NewRequest(http.MethodGet, url, nil)
+	if err != nil {
+		return proxy.ProcessStats{}, err
+	}
+	req.Header.Set(proxy.SettleHeader, settleToken)
+	res, err := http.DefaultClient.Do(req)
 	if err != nil {
 		return proxy.ProcessStats{}, err
 	}

@@ -1,7 +1,8 @@
 // Package testproxy runs real outbound proxies in-process for tests: an
 // HTTP proxy (CONNECT tunnels and plain requests, optionally behind TLS)
 // written on the standard library, and a SOCKS5 proxy from
-// github.com/things-go/go-socks5. Each counts the connections it carried,
+// github.com/things-go/go-socks5 (which resolves names without DNS: see
+// resolver). Each counts the connections it carried,
 // so a test can tell which proxy a request went through, and can be
 // stopped (dropping its open connections) and started again on the same
 // address.
@@ -12,6 +13,7 @@ import (
 	"context"
 	"crypto/tls"
 	"encoding/base64"
+	"fmt"
 	"io"
 	"net"
 	"net/http"
@@ -111,7 +113,7 @@ func (p *Proxy) serve(ln net.Listener) {
 	go func() {
 		defer close(done)
 		if p.kind == "socks5" {
-			opts := []socks5.Option{socks5.WithDial(p.dial)}
+			opts := []socks5.Option{socks5.WithDial(p.dial), socks5.WithResolver(resolver{p})}
 			if p.user != "" {
 				opts = append(opts, socks5.WithAuthMethods([]socks5.Authenticator{
 					socks5.UserPassAuthenticator{Credentials: socks5.StaticCredentials{p.user: p.pass}},
@@ -147,6 +149,26 @@ func (l *trackingListener) Accept() (net.Conn, error) {
 			return c, err
 		}
 	}
+}
+
+// resolver resolves the names a SOCKS5 client sends (socks5h) without
+// DNS, so that tests stay on loopback: "localhost", IP literals, and what
+// Resolve maps to one; any other name is one the proxy cannot resolve.
+type resolver struct{ p *Proxy }
+
+func (r resolver) Resolve(ctx context.Context, name string) (context.Context, net.IP, error) {
+	addr := net.JoinHostPort(name, "0")
+	if r.p.Resolve != nil {
+		addr = r.p.Resolve(addr)
+	}
+	host, _, _ := net.SplitHostPort(addr)
+	if host == "localhost" {
+		return ctx, net.IPv4(127, 0, 0, 1), nil
+	}
+	if ip := net.ParseIP(host); ip != nil {
+		return ctx, ip, nil
+	}
+	return ctx, nil, fmt.Errorf("lookup %s: no such host", name)
 }
 
 // dial makes the connection to the target and counts it.

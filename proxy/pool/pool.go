@@ -2,9 +2,10 @@
 // the fastest (with a tolerance before it switches), the first healthy one
 // in order (fallback), or each in turn (round-robin). Members are checked
 // actively — each fetches a check URL through itself, concurrently, every
-// interval — and passively: a failure to reach or through a member marks
-// it down at once, until a check succeeds again. State lives in atomics on
-// the member, so a pick takes no lock and allocates nothing.
+// interval — and passively: MaxFails failures of the member itself (not
+// of an upstream behind it) within FailDuration mark it down, until a
+// check succeeds again. State lives in atomics on the member, so a pick
+// takes no lock and allocates nothing.
 package pool
 
 import (
@@ -43,6 +44,10 @@ type Settings struct {
 	// FallbackDirect: when every member is down, go direct instead of
 	// failing.
 	FallbackDirect bool
+	// MaxFails failures of a member within FailDuration mark it down
+	// (passive health); 0 means 1.
+	MaxFails     int
+	FailDuration time.Duration
 }
 
 // Member is one proxy of a pool.
@@ -60,6 +65,7 @@ type Member struct {
 	proxy      func(*http.Request) (*url.URL, error)
 	mu         sync.Mutex
 	transports map[string]*http.Transport // by the upstream's TLS profile
+	fails      []time.Time                // recent passive failures, under mu
 }
 
 // Available reports whether the member may be picked.
@@ -82,11 +88,39 @@ func (m *Member) Transport(key string, build func() *http.Transport) *http.Trans
 	return t
 }
 
-// MarkDown takes a member out of use until a check succeeds, after a
-// failure to reach the upstream through it.
+// MarkDown takes a member out of use until a check succeeds.
 func (p *Pool) MarkDown(m *Member, err error) {
 	m.markDown(err)
 	p.notify()
+}
+
+// Failed counts a failure of the member itself (it could not be reached,
+// or refused to carry the request) and marks it down once MaxFails of
+// them fell within FailDuration; it reports whether it did. The error is
+// kept as the member's last error either way.
+func (p *Pool) Failed(m *Member, err error) (down bool) {
+	now := time.Now()
+	m.mu.Lock()
+	m.fails = slices.DeleteFunc(m.fails, func(t time.Time) bool { return now.Sub(t) >= p.FailDuration })
+	m.fails = append(m.fails, now)
+	down = len(m.fails) >= max(p.MaxFails, 1)
+	if down {
+		m.fails = m.fails[:0]
+	}
+	m.mu.Unlock()
+	msg := err.Error()
+	m.lastErr.Store(&msg)
+	if down {
+		m.up.Store(false)
+	}
+	p.notify()
+	return down
+}
+
+func (m *Member) forgetFailures() {
+	m.mu.Lock()
+	m.fails = m.fails[:0]
+	m.mu.Unlock()
 }
 
 func (m *Member) markDown(err error) {
@@ -172,15 +206,20 @@ func (p *Pool) Close() {
 }
 
 // Pick returns the member to use now, or nil when none is available.
-func (p *Pool) Pick() *Member {
+func (p *Pool) Pick() *Member { return p.PickExcept(nil) }
+
+// PickExcept is Pick among the members not in tried: the ones a request
+// has already failed through.
+func (p *Pool) PickExcept(tried []*Member) *Member {
 	p.used.Store(true)
-	if i := p.pinned.Load(); i >= 0 && p.Members[i].Available() {
+	ok := func(m *Member) bool { return m.Available() && !slices.Contains(tried, m) }
+	if i := p.pinned.Load(); i >= 0 && ok(p.Members[i]) {
 		return p.Members[i]
 	}
 	switch p.Strategy {
 	case Fallback:
 		for _, m := range p.Members {
-			if m.Available() {
+			if ok(m) {
 				return m
 			}
 		}
@@ -188,12 +227,21 @@ func (p *Pool) Pick() *Member {
 		n := uint64(len(p.Members))
 		start := p.next.Add(1)
 		for k := range n {
-			if m := p.Members[(start+k)%n]; m.Available() {
+			if m := p.Members[(start+k)%n]; ok(m) {
 				return m
 			}
 		}
 	default:
-		return p.fastest()
+		if len(tried) == 0 {
+			return p.fastest()
+		}
+		var best *Member // the fastest of the others, without switching to it
+		for _, m := range p.Members {
+			if ok(m) && (best == nil || m.latency.Load() < best.latency.Load()) {
+				best = m
+			}
+		}
+		return best
 	}
 	return nil
 }
@@ -256,14 +304,19 @@ func (p *Pool) CheckNow(ctx context.Context) {
 // checkTransport is used for health checks: no TLS profile of any upstream.
 const checkTransport = "\x00check"
 
-func (p *Pool) check(ctx context.Context, m *Member) {
-	ctx, cancel := context.WithTimeout(ctx, p.Timeout)
+func (p *Pool) check(parent context.Context, m *Member) {
+	ctx, cancel := context.WithTimeout(parent, p.Timeout)
 	defer cancel()
 	t := m.Transport(checkTransport, func() *http.Transport {
 		return &http.Transport{MaxIdleConnsPerHost: 1, IdleConnTimeout: 2 * p.Interval}
 	})
 	start := time.Now()
 	err := fetch(ctx, t, p.CheckURL)
+	if parent.Err() != nil {
+		// The check was called off (a reload, a stop): its result says
+		// nothing of the member, which stays as it was.
+		return
+	}
 	m.lastCheck.Store(time.Now().UnixNano())
 	m.checked.Store(true)
 	if err != nil {
@@ -272,6 +325,7 @@ func (p *Pool) check(ctx context.Context, m *Member) {
 	}
 	m.latency.Store(int64(time.Since(start)))
 	m.lastErr.Store(nil)
+	m.forgetFailures()
 	m.up.Store(true)
 }
 
