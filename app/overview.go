@@ -26,6 +26,8 @@ type overview struct {
 	pause     *widget.Button
 	hour      *widget.Label
 	upstreams *widget.Label
+	rejected  *fyne.Container // "Use again" for each rejected key
+	rejKey    string
 	setup     *widget.Accordion
 	setupKey  string
 }
@@ -38,6 +40,7 @@ func newOverview(u *ui) *overview {
 		problem:   widget.NewLabel(""),
 		hour:      widget.NewLabel(""),
 		upstreams: widget.NewLabel(""),
+		rejected:  container.NewHBox(),
 		setup:     widget.NewAccordion(),
 	}
 	o.problem.Wrapping = fyne.TextWrapWord
@@ -56,6 +59,7 @@ func newOverview(u *ui) *overview {
 		widget.NewSeparator(),
 		heading(lang.L("Upstreams")),
 		o.upstreams,
+		o.rejected,
 		widget.NewSeparator(),
 		heading(lang.L("Set up your tools")),
 		o.setup,
@@ -96,6 +100,16 @@ func (o *overview) apply(s Snapshot) {
 	o.hour.SetText(lang.L("Last hour: {{.Requests}} requests, {{.Failures}} failures, {{.Tokens}} tokens",
 		map[string]any{"Requests": s.Hour.Requests, "Failures": s.Hour.Failures, "Tokens": s.Hour.Tokens}))
 	o.upstreams.SetText(upstreamsText(s))
+	var rej strings.Builder
+	for _, k := range s.Keys {
+		if k.State == proxy.KeyRejected {
+			rej.WriteString(k.Upstream + "\x00" + k.Label + "\x00")
+		}
+	}
+	if rej.String() != o.rejKey { // rebuilt only when it changes, so that a click is never lost
+		o.rejKey = rej.String()
+		o.showRejected(s.Keys)
+	}
 	if key := fmt.Sprint(s.BaseURL(), s.Tokens); key != o.setupKey {
 		o.setupKey = key
 		o.setup.Items = nil
@@ -107,6 +121,20 @@ func (o *overview) apply(s Snapshot) {
 				widget.NewButtonWithIcon(lang.L("Copy"), theme.ContentCopyIcon(), func() { o.u.copy(text) }), code)
 			o.setup.Append(widget.NewAccordionItem(sn.tool, container.NewVBox(widget.NewLabel(sn.where), body)))
 		}
+	}
+}
+
+// showRejected offers "Use again" for each rejected key.
+func (o *overview) showRejected(keys []proxy.KeyStatus) {
+	o.rejected.RemoveAll()
+	for _, k := range keys {
+		if k.State != proxy.KeyRejected {
+			continue
+		}
+		up, label := k.Upstream, k.Label
+		o.rejected.Add(widget.NewButton(lang.L("Use {{.Label}} of {{.Upstream}} again", map[string]any{"Label": label, "Upstream": up}), func() {
+			o.u.act(func(s *proxy.Service) error { s.Forwarder.EnableKey(up, label); return nil })
+		}))
 	}
 }
 

@@ -11,10 +11,12 @@ import (
 
 	"fyne.io/fyne/v2"
 	"fyne.io/fyne/v2/test"
+	"fyne.io/fyne/v2/widget"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
 	"github.com/gatehouse-app/gatehouse/internal/mockllm"
+	"github.com/gatehouse-app/gatehouse/proxy"
 )
 
 // TestNoSecretOnScreen forwards real requests (one the upstream refuses
@@ -66,4 +68,13 @@ func TestNoSecretOnScreen(t *testing.T) {
 	assert.Contains(t, all, "401")
 	assert.NotContains(t, all, testSecret)
 	assert.NotContains(t, all, testSecret[len(testSecret)-8:], "not even its end")
+
+	// The refused key is rejected; "Use again" puts it back into use.
+	require.Len(t, h.ui.overview.rejected.Objects, 1)
+	again := h.ui.overview.rejected.Objects[0].(*widget.Button)
+	assert.Equal(t, "Use env:TEST_KEY of openai again", again.Text)
+	test.Tap(again)
+	waitFor(t, "the key in use again", func() bool { return h.backend.service().Forwarder.KeyStatus()[0].State == proxy.KeyOK })
+	h.refresh()
+	assert.Empty(t, h.ui.overview.rejected.Objects)
 }
