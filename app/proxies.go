@@ -128,6 +128,7 @@ func (p *proxies) build(st proxy.Status) {
 	for _, ps := range st.Pools {
 		name := ps.Name
 		pv := &poolView{title: heading("")}
+		pv.title.Truncation = fyne.TextTruncateEllipsis // the window may be narrow
 		pv.auto = widget.NewButton(lang.L("Automatic"), func() {
 			p.u.act(func(s *proxy.Service) error { return s.SetPinned(name, "") })
 		})
@@ -187,14 +188,14 @@ type memberLayout struct{}
 
 const memberCells = 7
 
-var memberFixed = [memberCells]float32{110, 0, 70, 140, 0, 90, 90}
+var memberFixed = [memberCells]float32{90, 0, 60, 130, 0, 80, 90}
 
 func (l *memberLayout) MinSize(objs []fyne.CanvasObject) fyne.Size {
 	var w, h float32
 	for _, f := range memberFixed {
 		w += f
 	}
-	w += 2 * 120 // URL and last error at their narrowest
+	w += 2 * 100 // URL and last error at their narrowest
 	for i := 0; i < len(objs); i += memberCells {
 		h += rowHeight(objs[i:min(i+memberCells, len(objs))])
 	}

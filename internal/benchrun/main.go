@@ -734,7 +734,7 @@ func showRequests(display string) {
 			return
 		}
 		if ids := strings.Fields(string(out)); len(ids) > 0 {
-			click := exec.Command("xdotool", "mousemove", "--window", ids[0], "40", "75", "click", "1")
+			click := exec.Command("xdotool", "mousemove", "--window", ids[0], "20", "75", "click", "1")
 			click.Env = env
 			_ = click.Run()
 			return

@@ -119,7 +119,7 @@ interval = "1h"
 			run(env, "xdotool", "windowsize", win, fmt.Sprint(size[0]), fmt.Sprint(size[1]))
 			time.Sleep(700 * time.Millisecond)
 			for _, s := range sections {
-				run(env, "xdotool", "mousemove", "--window", win, "40", fmt.Sprint(s.y), "click", "1")
+				run(env, "xdotool", "mousemove", "--window", win, "20", fmt.Sprint(s.y), "click", "1")
 				if s.name == "requests" {
 					// Select the third row, to show a request's details.
 					run(env, "xdotool", "mousemove", "--window", win, "300", "152", "click", "1")
