@@ -6,10 +6,12 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"os"
 	"slices"
 	"strings"
+	"syscall"
 	"text/tabwriter"
 	"time"
 
@@ -88,12 +90,16 @@ func (c *cli) keyAdd(args []string) error {
 
 func (c *cli) keyList(args []string) error {
 	fs, cfgPath := c.flags("key list")
+	listen := fs.String("listen", "", "where the forwarder listens, if serve was started with --listen")
 	if _, err := c.parse(fs, cfgPath, args, 0, "no arguments"); err != nil {
 		return err
 	}
 	cfg, err := proxy.LoadConfig(*cfgPath)
 	if err != nil {
 		return err
+	}
+	if *listen != "" {
+		cfg.Listen = *listen
 	}
 	secrets := keystore.Secrets{Store: c.store}
 	states, running := keyStates(cfg)
@@ -148,8 +154,8 @@ func (c *cli) keyList(args []string) error {
 // keyStates asks the running forwarder for its keys' states: a 429 makes
 // a key cool, a 401 rejects it. Without a running forwarder there are none.
 func keyStates(cfg *proxy.Config) (map[string]proxy.KeyStatus, bool) {
-	client := &http.Client{Timeout: 2 * time.Second}
-	res, err := client.Get("http://" + cfg.Listen + proxy.StatusPath)
+	base, client := forwarderClient(cfg.Listen, 2*time.Second)
+	res, err := client.Get(base + proxy.StatusPath)
 	if err != nil {
 		return nil, false
 	}
@@ -165,11 +171,29 @@ func keyStates(cfg *proxy.Config) (map[string]proxy.KeyStatus, bool) {
 	return out, true
 }
 
+// forwarderClient is how a command reaches the running forwarder at
+// listen: never through an HTTP proxy from the environment, and at the
+// loopback address when it listens on every address.
+func forwarderClient(listen string, timeout time.Duration) (string, *http.Client) {
+	if host, port, err := net.SplitHostPort(listen); err == nil {
+		switch ip := net.ParseIP(host); {
+		case host == "":
+			listen = net.JoinHostPort("127.0.0.1", port)
+		case ip != nil && ip.IsUnspecified() && ip.To4() != nil:
+			listen = net.JoinHostPort("127.0.0.1", port)
+		case ip != nil && ip.IsUnspecified():
+			listen = net.JoinHostPort("::1", port)
+		}
+	}
+	return "http://" + listen, &http.Client{Timeout: timeout, Transport: &http.Transport{Proxy: nil}}
+}
+
 // keyEnable puts a rejected (or cooling) key back into use in the running
 // forwarder, through proxy.KeyEnablePath on its listen address. Key states
 // live only in the running forwarder: without one, no key is rejected.
 func (c *cli) keyEnable(args []string) error {
 	fs, cfgPath := c.flags("key enable")
+	listen := fs.String("listen", "", "where the forwarder listens, if serve was started with --listen")
 	pos, err := c.parse(fs, cfgPath, args, 2, "UPSTREAM LABEL")
 	if err != nil {
 		return err
@@ -178,16 +202,22 @@ func (c *cli) keyEnable(args []string) error {
 	if err != nil {
 		return err
 	}
+	if *listen != "" {
+		cfg.Listen = *listen
+	}
 	label := pos[1]
 	if !slices.Contains(up.Keys, label) && (up.KeyEnv == "" || label != "env:"+up.KeyEnv) {
 		return fmt.Errorf("upstream %q has no key labelled %q; see gatehouse key list", up.Name, label)
 	}
 	body, _ := json.Marshal(proxy.KeyRef{Upstream: up.Name, Label: label})
-	client := &http.Client{Timeout: 5 * time.Second}
-	res, err := client.Post("http://"+cfg.Listen+proxy.KeyEnablePath, "application/json", bytes.NewReader(body))
-	if err != nil {
+	base, client := forwarderClient(cfg.Listen, 5*time.Second)
+	res, err := client.Post(base+proxy.KeyEnablePath, "application/json", bytes.NewReader(body))
+	if errors.Is(err, syscall.ECONNREFUSED) {
 		fmt.Fprintf(c.stdout, "The forwarder is not running at %s; key states last only while it runs, so no key is rejected.\n", cfg.Listen)
 		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("could not reach the forwarder at %s (if serve runs with --listen, pass the same --listen here): %w", cfg.Listen, err)
 	}
 	defer res.Body.Close()
 	if res.StatusCode != http.StatusOK {

@@ -330,3 +330,25 @@ func TestKeyEnable(t *testing.T) {
 	assert.Regexp(t, regexp.MustCompile(`openai\s+first\s+keychain\s+\S+\s+ok`), out)
 	assert.NotContains(t, out, "sk-enable-first-000000000")
 }
+
+func TestForwarderClientReachesLoopbackPastAnyProxy(t *testing.T) {
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { w.Write([]byte("here")) }))
+	defer srv.Close()
+	_, port, err := net.SplitHostPort(strings.TrimPrefix(srv.URL, "http://"))
+	require.NoError(t, err)
+	dead, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	dead.Close()
+	t.Setenv("HTTP_PROXY", "http://"+dead.Addr().String()) // a user's proxy setting must not apply
+	t.Setenv("NO_PROXY", "")
+	for _, listen := range []string{"127.0.0.1:" + port, "0.0.0.0:" + port, ":" + port} {
+		base, client := forwarderClient(listen, 5*time.Second)
+		assert.Equal(t, "http://127.0.0.1:"+port, base, listen)
+		res, err := client.Get(base + "/")
+		require.NoError(t, err, listen)
+		res.Body.Close()
+		assert.Equal(t, http.StatusOK, res.StatusCode)
+	}
+	base, _ := forwarderClient("[::]:"+port, time.Second)
+	assert.Equal(t, "http://[::1]:"+port, base)
+}

@@ -107,9 +107,10 @@ With no command: the desktop app (window, tray and forwarder).
 Commands:
   serve [--listen ADDR]               run the forwarder alone, headless
   key add UPSTREAM [--label L]        store a key (read from stdin) in the keychain
-  key list                            show every key: upstream, label, source, masked
+  key list [--listen ADDR]            show every key: upstream, label, source, masked, state
   key rm UPSTREAM LABEL               delete a key
-  key enable UPSTREAM LABEL           use a rejected key again in the running forwarder
+  key enable UPSTREAM LABEL [--listen ADDR]
+                                      use a rejected key again in the running forwarder
   cert import UPSTREAM --cert F --key F | --p12 F
                                       store a client certificate (mTLS) in the keychain
   cert list                           show subject, issuer, expiry and fingerprint

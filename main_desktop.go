@@ -56,6 +56,7 @@ func (c *cli) runDefault() error {
 		RequestLog: reqlog,
 		NewService: func() (*proxy.Service, error) { return c.newService(cfgPath, "", reqlog) },
 		Show:       in.Show,
+		Quitting:   in.Close,
 		Log:        c.log,
 	})
 }

@@ -31,7 +31,10 @@ type Options struct {
 	NewService func() (*proxy.Service, error)
 	// Show gets a value when another start of Gatehouse asks for the window.
 	Show <-chan struct{}
-	Log  *slog.Logger
+	// Quitting, if set, is called once when Quit begins, before open
+	// requests are let finish: a new start may then become the instance.
+	Quitting func()
+	Log      *slog.Logger
 }
 
 // Run shows the window and the tray, runs the forwarder, and returns once
@@ -47,11 +50,20 @@ func Run(a fyne.App, o Options) error {
 	b := newBackend(o)
 	ctx, cancel := context.WithCancel(context.Background())
 	u := newUI(a, b)
+	var quitting sync.Once
+	stopping := func() {
+		quitting.Do(func() {
+			cancel() // no more widget updates from here on
+			if o.Quitting != nil {
+				o.Quitting()
+			}
+		})
+	}
 	u.quit = func() {
-		cancel() // no more widget updates from here on
+		stopping()
 		a.Quit()
 	}
-	a.Lifecycle().SetOnStopped(cancel) // also when a signal ends the app
+	a.Lifecycle().SetOnStopped(stopping) // also when a signal ends the app
 
 	var wg sync.WaitGroup
 	wg.Go(func() { b.run(ctx) })

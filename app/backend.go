@@ -7,6 +7,8 @@ import (
 	"sync"
 	"time"
 
+	"fyne.io/fyne/v2/lang"
+
 	"github.com/gatehouse-app/gatehouse/proxy"
 )
 
@@ -90,10 +92,14 @@ func (b *backend) run(ctx context.Context) {
 			return
 		}
 		if err == nil {
-			err = errors.New("the forwarder stopped")
+			err = errors.New(lang.L("the forwarder stopped"))
 		}
 		b.opts.Log.Error("forwarder stopped", "err", err)
 		b.setStopped(err)
+		// The next try reads the config file again: the user may have
+		// chosen another listen address because this one was taken.
+		s.Forwarder.Close()
+		svc = nil
 		if !sleepCtx(ctx, 3*retryStart) {
 			return
 		}
@@ -138,14 +144,11 @@ func (b *backend) service() *proxy.Service {
 	return b.svc
 }
 
-// errNotRunning is what a command gets while the forwarder is stopped.
-var errNotRunning = errors.New("the forwarder is not running")
-
 // with runs fn with the running service, or fails.
 func (b *backend) with(fn func(*proxy.Service) error) error {
 	svc := b.service()
 	if svc == nil {
-		return errNotRunning
+		return errors.New(lang.L("The forwarder is not running; see its state on the Overview."))
 	}
 	return fn(svc)
 }

@@ -5,6 +5,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -42,11 +43,15 @@ func newHarness(t *testing.T, configText string) *harness {
 	path := filepath.Join(t.TempDir(), "config.toml")
 	require.NoError(t, os.WriteFile(path, []byte(configText), 0o600))
 	h := &harness{reqlog: proxy.NewRequestLog(0), path: path}
+	listen := "127.0.0.1:0" // a free port, unless the config names one
+	if strings.Contains(configText, "listen =") {
+		listen = ""
+	}
 	h.backend = newBackend(Options{
 		ConfigPath: path,
 		RequestLog: h.reqlog,
 		NewService: func() (*proxy.Service, error) {
-			return proxy.NewService(path, "127.0.0.1:0", proxy.EnvCredentials{LookupEnv: testEnv}, h.reqlog, nil)
+			return proxy.NewService(path, listen, proxy.EnvCredentials{LookupEnv: testEnv}, h.reqlog, nil)
 		},
 		Log: slog.New(slog.DiscardHandler),
 	})

@@ -26,7 +26,9 @@ func (notifier) changes(prev, next Snapshot) []notice {
 	}
 	for _, p := range next.Status.Pools {
 		old, ok := before[p.Name]
-		if !ok || old.Selected == p.Selected || old.Selected == "" {
+		// Only a member known to work can fail over: before the first
+		// check, every member counts as up without being so.
+		if !ok || old.Selected == p.Selected || memberState(old, old.Selected) != "up" {
 			continue
 		}
 		switch {

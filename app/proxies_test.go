@@ -1,6 +1,7 @@
 package app
 
 import (
+	"fmt"
 	"net"
 	"os"
 	"strings"
@@ -86,4 +87,18 @@ func TestNoUpstreamSaysWhereToAddOne(t *testing.T) {
 	h.waitState(t, stateRunning)
 	assert.Contains(t, h.ui.overview.upstreams.Text, "No upstream is configured yet")
 	assert.Contains(t, h.ui.overview.upstreams.Text, h.path)
+}
+
+func TestATakenPortShowsAndANewListenAddressStartsForwarding(t *testing.T) {
+	taken, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	defer taken.Close()
+	h := newHarness(t, fmt.Sprintf("version = 1\nlisten = %q\n", taken.Addr().String()))
+	s := h.waitState(t, stateStopped)
+	assert.Contains(t, s.Reason, "the address is in use")
+
+	free := deadAddr(t)
+	require.NoError(t, os.WriteFile(h.path, []byte(fmt.Sprintf("version = 1\nlisten = %q\n", free)), 0o600))
+	s = h.waitState(t, stateRunning)
+	assert.Equal(t, free, s.Listen, "the file was read again")
 }

@@ -39,15 +39,15 @@ type requests struct {
 	failed  *widget.Check
 	paused  *widget.Check
 	count   *widget.Label
-	details *widget.Entry
+	details *widget.Label
 
-	mu      sync.Mutex // pending, between the reader and Fyne's thread
+	mu      sync.Mutex // pending and skipped, between the reader and Fyne's thread
 	pending []proxy.Record
+	skipped uint64 // records dropped from pending while the view was paused
 
-	all      []proxy.Record // newest first, at most maxRows
-	shown    []proxy.Record // all, filtered
-	selected uint64         // the record whose details are shown, 0 for none
-	dropped  uint64
+	all     []proxy.Record // newest first, at most maxRows
+	shown   []proxy.Record // all, filtered
+	dropped uint64
 }
 
 // columns of the table.
@@ -69,7 +69,7 @@ var requestColumns = []struct {
 }
 
 func newRequests(u *ui, log *proxy.RequestLog) *requests {
-	rq := &requests{u: u, log: log, count: widget.NewLabel("")}
+	rq := &requests{u: u, log: log, count: widget.NewLabel(""), details: widget.NewLabel("")}
 	if log != nil {
 		rq.sub = log.Subscribe(4096)
 	}
@@ -119,13 +119,13 @@ func newRequests(u *ui, log *proxy.RequestLog) *requests {
 	})
 	clear := widget.NewButtonWithIcon(lang.L("Clear"), theme.DeleteIcon(), rq.onClear)
 	export := widget.NewButtonWithIcon(lang.L("Export…"), theme.DocumentSaveIcon(), rq.onExport)
-	rq.details = widget.NewMultiLineEntry()
 	rq.details.TextStyle = fyne.TextStyle{Monospace: true}
-	rq.details.SetPlaceHolder(lang.L("Select a request to see its details."))
 	rq.details.Wrapping = fyne.TextWrapBreak
+	rq.details.Selectable = true // to copy from, not to edit
+	rq.details.SetText(lang.L("Select a request to see its details."))
 	bar := container.NewVBox(rq.filter,
 		container.NewBorder(nil, nil, container.NewHBox(rq.failed, rq.paused, clear, export), nil, rq.count))
-	split := container.NewVSplit(rq.table, rq.details)
+	split := container.NewVSplit(rq.table, container.NewVScroll(rq.details))
 	split.SetOffset(0.72)
 	rq.content = container.NewBorder(bar, nil, nil, nil, split)
 	rq.updateCount()
@@ -184,7 +184,9 @@ func (rq *requests) run(ctx context.Context) {
 	}
 }
 
-// receive moves whatever waits in the subscription to pending.
+// receive moves whatever waits in the subscription to pending. Pending
+// keeps at most maxRows records, the newest (while the view is paused,
+// the older ones could never be shown anyway); the rest are counted.
 func (rq *requests) receive() {
 	rq.mu.Lock()
 	defer rq.mu.Unlock()
@@ -192,6 +194,11 @@ func (rq *requests) receive() {
 		select {
 		case r := <-rq.sub.C:
 			rq.pending = append(rq.pending, r)
+			if len(rq.pending) >= 2*maxRows {
+				n := len(rq.pending) - maxRows
+				rq.pending = append(rq.pending[:0], rq.pending[n:]...)
+				rq.skipped += uint64(n)
+			}
 		default:
 			return
 		}
@@ -207,27 +214,34 @@ func (rq *requests) flush() {
 	rq.mu.Lock()
 	batch := rq.pending
 	rq.pending = nil
+	if len(batch) > maxRows {
+		rq.skipped += uint64(len(batch) - maxRows) // older than any row kept
+		batch = batch[len(batch)-maxRows:]
+	}
+	skipped := rq.skipped
 	rq.mu.Unlock()
 	if rq.sub != nil {
-		rq.dropped = rq.sub.Dropped()
+		rq.dropped = rq.sub.Dropped() + skipped
 	}
 	if len(batch) == 0 {
 		rq.updateCount()
 		return
-	}
-	if len(batch) > maxRows {
-		batch = batch[len(batch)-maxRows:]
 	}
 	merged := make([]proxy.Record, 0, min(len(batch)+len(rq.all), maxRows))
 	for i := len(batch) - 1; i >= 0; i-- { // newest first
 		merged = append(merged, batch[i])
 	}
 	rq.all = append(merged, rq.all[:min(len(rq.all), maxRows-len(merged))]...)
+	// New rows move the old ones down: the highlight would stay on its row
+	// number, now another request. It goes; the details keep showing the
+	// request that was chosen (they name it by its number).
+	rq.table.UnselectAll()
 	rq.refilter()
 }
 
 // refilter applies the text filter and "failures only" and redraws.
 func (rq *requests) refilter() {
+	rq.table.UnselectAll() // row numbers change
 	text := strings.ToLower(strings.TrimSpace(rq.filter.Text))
 	rq.shown = rq.shown[:0]
 	for i := range rq.all {
@@ -262,15 +276,13 @@ func (rq *requests) onSelected(id widget.TableCellID) {
 	if id.Row < 0 || id.Row >= len(rq.shown) {
 		return
 	}
-	r := rq.shown[id.Row]
-	rq.selected = r.ID
-	rq.details.SetText(recordDetails(&r))
+	rq.details.SetText(recordDetails(&rq.shown[id.Row]))
 }
 
 func (rq *requests) onClear() {
-	rq.all, rq.shown, rq.selected = nil, nil, 0
+	rq.all, rq.shown = nil, nil
 	rq.table.UnselectAll()
-	rq.details.SetText("")
+	rq.details.SetText(lang.L("Select a request to see its details."))
 	rq.refilter()
 }
 
@@ -327,7 +339,7 @@ func recordDetails(r *proxy.Record) string {
 	line(lang.L("First byte"), formatMillis(r.TTFB))
 	line(lang.L("Duration"), formatMillis(r.Duration))
 	line(lang.L("Stream"), strconv.FormatBool(r.Stream))
-	line(lang.L("Bytes"), fmt.Sprintf("%d in, %d out", r.BytesIn, r.BytesOut))
+	line(lang.L("Bytes"), lang.L("{{.In}} in, {{.Out}} out", map[string]any{"In": r.BytesIn, "Out": r.BytesOut}))
 	line(lang.L("Tokens"), tokensText(r))
 	line(lang.L("Error"), r.Error)
 	return strings.TrimSuffix(b.String(), "\n")

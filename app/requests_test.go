@@ -80,9 +80,39 @@ func TestRequestsNewestFirstWithFilters(t *testing.T) {
 	require.NoError(t, json.Unmarshal([]byte(lines[0]), &first))
 	assert.Equal(t, "gpt-4o", first.Model, "exported oldest first, as a log reads")
 
+	// New rows move the chosen one down: the highlight goes, the details
+	// stay with the request chosen, and a click on the top row shows it.
+	rq.table.Select(widget.TableCellID{Row: 0, Col: 0})
+	assert.Contains(t, rq.details.Text, "#4")
+	pushed(rq, h.reqlog, proxy.Record{ID: 5, Start: start, Model: "newer", Status: 200})
+	assert.Contains(t, rq.details.Text, "#4")
+	rq.table.Select(widget.TableCellID{Row: 0, Col: 0})
+	assert.Contains(t, rq.details.Text, "#5", "the row now on top is the one shown")
+
 	rq.onClear()
 	assert.Empty(t, rq.shown)
-	assert.Empty(t, rq.details.Text)
+	assert.Equal(t, "Select a request to see its details.", rq.details.Text)
+}
+
+func TestPausedViewHoldsAtMostMaxRows(t *testing.T) {
+	h := newHarness(t, "version = 1\n")
+	rq := h.ui.requests
+	test.Tap(rq.paused)
+	for i := range 20_000 {
+		h.reqlog.Add(proxy.Record{ID: uint64(i + 1), Start: time.Now(), Status: 200})
+		if i%1000 == 999 {
+			rq.receive() // as the reader does every batchEvery
+		}
+	}
+	rq.receive()
+	rq.mu.Lock()
+	pending := len(rq.pending)
+	rq.mu.Unlock()
+	assert.LessOrEqual(t, pending, 2*maxRows, "a paused view does not keep every request in memory")
+	test.Tap(rq.paused)
+	require.Len(t, rq.all, maxRows)
+	assert.Equal(t, uint64(20_000), rq.all[0].ID, "the newest are kept")
+	assert.Equal(t, "1000 of 1000 requests · 19000 not shown (too many at once)", rq.count.Text)
 }
 
 func TestRequestsKeepAtMostMaxRows(t *testing.T) {

@@ -193,6 +193,15 @@ func TestNotificationsOncePerEvent(t *testing.T) {
 	user.Status = pinned
 	assert.Empty(t, n.changes(start, user), "a pin the user made is no failover")
 
+	// At start every member counts as up before its first check: a first
+	// check that finds the selected one down is no failover.
+	unchecked := twoPools()
+	unchecked.Pools[0].Members[0].State, unchecked.Pools[0].Members[1].State = "unchecked", "unchecked"
+	fresh := start
+	fresh.Status = unchecked
+	assert.Empty(t, n.changes(fresh, next), "the first check is no failover")
+	assert.Empty(t, n.changes(fresh, all), "nor is every member down at the first check a change")
+
 	rej := start
 	rej.Keys = []proxy.KeyStatus{{Upstream: "openai", Label: "main", State: proxy.KeyRejected, Reason: "401 Unauthorized"}}
 	got = n.changes(start, rej)

@@ -1,8 +1,10 @@
 // Package instance keeps the desktop app to one instance per user. The
-// first instance listens on a Unix socket in a folder only the user can
-// reach (the runtime folder, else the user config folder); a second one
-// finds it there, asks it to show its window and exits. Nothing listens on
-// a TCP port: no other user or host can reach it.
+// instance holds a lock file and listens on a Unix socket beside it, in a
+// folder only the user can reach (the runtime folder, else the user config
+// folder); a second start finds the lock taken, asks the socket to show the
+// window and exits. The lock decides, so two starts at once never both win,
+// and a crashed instance leaves nothing that stops the next. Nothing
+// listens on a TCP port: no other user or host can reach it.
 package instance
 
 import (
@@ -22,12 +24,15 @@ var ErrRunning = errors.New("gatehouse is already running")
 
 // Instance is the running first instance.
 type Instance struct {
+	lock *os.File
 	ln   net.Listener
-	path string
 	once sync.Once
 	// Show receives a value each time another start asked for the window.
 	Show <-chan struct{}
 }
+
+// errLocked means another process holds the lock.
+var errLocked = errors.New("locked")
 
 // DefaultSocket is where the socket lives: $XDG_RUNTIME_DIR (per user,
 // private) when set, else the user config folder.
@@ -45,31 +50,42 @@ func DefaultSocket() (string, error) {
 
 const showMessage = "show\n"
 
-// Acquire makes this process the instance listening on path, or, when
-// another instance answers there, asks it to show its window and returns
-// ErrRunning. A socket left behind by an instance that died is replaced.
+// Acquire makes this process the instance, listening on path, or, when
+// another instance holds the lock (path + ".lock"), asks it to show its
+// window and returns ErrRunning.
 func Acquire(path string) (*Instance, error) {
 	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
 		return nil, fmt.Errorf("single instance: %w", err)
 	}
-	for range 2 {
-		ln, err := net.Listen("unix", path)
-		if err == nil {
-			_ = os.Chmod(path, 0o600)
-			show := make(chan struct{}, 1)
-			in := &Instance{ln: ln, path: path, Show: show}
-			go in.serve(show)
-			return in, nil
+	lock, err := lockFile(path + ".lock")
+	if errors.Is(err, errLocked) {
+		// The instance may still be starting: give it a moment to listen.
+		for range 20 {
+			if askToShow(path) == nil {
+				break
+			}
+			time.Sleep(100 * time.Millisecond)
 		}
-		if askToShow(path) == nil {
-			return nil, ErrRunning
-		}
-		// Nobody answers: a dead instance's socket. Remove it, try again.
-		if rmErr := os.Remove(path); rmErr != nil && !errors.Is(rmErr, os.ErrNotExist) {
-			return nil, fmt.Errorf("single instance: %w", err)
-		}
+		return nil, ErrRunning
 	}
-	return nil, fmt.Errorf("single instance: cannot listen on %s", path)
+	if err != nil {
+		return nil, fmt.Errorf("single instance: %w", err)
+	}
+	// Holding the lock, any socket there is a dead instance's.
+	if err := os.Remove(path); err != nil && !errors.Is(err, os.ErrNotExist) {
+		lock.Close()
+		return nil, fmt.Errorf("single instance: %w", err)
+	}
+	ln, err := net.Listen("unix", path)
+	if err != nil {
+		lock.Close()
+		return nil, fmt.Errorf("single instance: %w", err)
+	}
+	_ = os.Chmod(path, 0o600)
+	show := make(chan struct{}, 1)
+	in := &Instance{lock: lock, ln: ln, Show: show}
+	go in.serve(show)
+	return in, nil
 }
 
 func askToShow(path string) error {
@@ -106,7 +122,11 @@ func (in *Instance) serve(show chan struct{}) {
 	}
 }
 
-// Close stops listening and removes the socket.
+// Close stops listening, removes the socket and lets the lock go, so that
+// a new start becomes the instance. Closing twice is fine.
 func (in *Instance) Close() {
-	in.once.Do(func() { _ = in.ln.Close() })
+	in.once.Do(func() {
+		_ = in.ln.Close()
+		_ = in.lock.Close()
+	})
 }

@@ -43,3 +43,34 @@ func TestStaleSocketIsReplaced(t *testing.T) {
 	require.NoError(t, err)
 	in.Close()
 }
+
+func TestTwoStartsAtOnceMakeOneInstance(t *testing.T) {
+	for range 50 {
+		path := filepath.Join(t.TempDir(), "gatehouse.sock")
+		// A dead instance's socket, as a crash leaves it.
+		ln, err := net.Listen("unix", path)
+		require.NoError(t, err)
+		ln.(*net.UnixListener).SetUnlinkOnClose(false)
+		require.NoError(t, ln.Close())
+
+		results := make(chan *Instance, 2)
+		for range 2 {
+			go func() {
+				in, err := Acquire(path)
+				if err != nil {
+					assert.ErrorIs(t, err, ErrRunning)
+				}
+				results <- in
+			}()
+		}
+		a, b := <-results, <-results
+		won := 0
+		for _, in := range []*Instance{a, b} {
+			if in != nil {
+				won++
+				in.Close()
+			}
+		}
+		require.Equal(t, 1, won, "exactly one start is the instance")
+	}
+}
