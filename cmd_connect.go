@@ -126,7 +126,7 @@ func (c *cli) connectTool(tool *connect.Tool, cfgPath string, cfg *proxy.Config,
 		w := tabwriter.NewWriter(c.stdout, 0, 4, 2, ' ', 0)
 		for _, f := range tool.Fields(tg) {
 			v := f.Value
-			if made == nil && f.Secret {
+			if f.Secret && made == nil && tg.TokenName != "" {
 				v = fmt.Sprintf("the token %q, shown when it was made", tg.TokenName)
 			}
 			fmt.Fprintf(w, "  %s:\t%s\n", f.Label, v)

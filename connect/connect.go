@@ -69,7 +69,7 @@ func (t Target) v1() string { return strings.TrimRight(t.BaseURL, "/") + "/v1" }
 // Field is one setting to fill by hand in an IDE.
 type Field struct {
 	Label, Value string
-	Secret       bool // the token: shown masked in a diff-like view
+	Secret       bool // the API key field, which holds the token when tokens are on
 }
 
 // Tool is one tool Gatehouse can connect.

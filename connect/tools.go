@@ -357,7 +357,7 @@ func openAICompatibleFields(t Target) []Field {
 	return []Field{
 		{Label: "API Provider", Value: "OpenAI Compatible"},
 		{Label: "Base URL", Value: t.v1()},
-		{Label: "API Key", Value: t.Token, Secret: t.Token != Placeholder},
+		{Label: "API Key", Value: t.Token, Secret: true},
 		{Label: "Model ID", Value: model},
 	}
 }
@@ -401,7 +401,7 @@ var jetbrains = &Tool{
 			{Label: "Where", Value: "Settings | Tools | AI Assistant | Models, Third-party AI providers"},
 			{Label: "Provider", Value: "OpenAI-compatible"},
 			{Label: "URL", Value: t.v1()},
-			{Label: "API key", Value: t.Token, Secret: t.Token != Placeholder},
+			{Label: "API key", Value: t.Token, Secret: true},
 		}
 	},
 }
