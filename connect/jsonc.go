@@ -104,7 +104,7 @@ func indentOf(extra hujson.Extra) string {
 func jsonSet(v *hujson.Value, indent, unit string, path []string, val any, onlyIfMissing bool) error {
 	obj, ok := v.Value.(*hujson.Object)
 	if !ok {
-		return fmt.Errorf("%q is a JSON value starting with %q, not an object; change it by hand", path[0], v.Value.Kind())
+		return fmt.Errorf("the settings are a JSON value starting with %q, not an object", v.Value.Kind())
 	}
 	for i := range obj.Members {
 		m := &obj.Members[i]
@@ -116,6 +116,9 @@ func jsonSet(v *hujson.Value, indent, unit string, path []string, val any, onlyI
 			ind = indent + unit
 		}
 		if len(path) > 1 {
+			if _, ok := m.Value.Value.(*hujson.Object); !ok {
+				return fmt.Errorf("%q is a JSON value starting with %q, not an object; change it by hand", path[0], m.Value.Value.Kind())
+			}
 			return jsonSet(&m.Value, ind, unit, path[1:], val, onlyIfMissing)
 		}
 		if onlyIfMissing {
