@@ -1,8 +1,11 @@
 package connect
 
 import (
+	"go/parser"
+	"go/token"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 
 	"github.com/stretchr/testify/assert"
@@ -188,4 +191,24 @@ func TestMaskHidesTheToken(t *testing.T) {
 	tok := "gate_abcdefghijklmnopqrstuvwxyz0123456789"
 	assert.Equal(t, `key: "gate_abcd…"`, string(mask([]byte(`key: "`+tok+`"`), tok)))
 	assert.Equal(t, "key: gatehouse", string(mask([]byte("key: gatehouse"), Placeholder)))
+}
+
+// TestNoGUIOrServerImports: the desktop window and the command both use
+// this package, so it stays free of Fyne and of the forwarder's HTTP code.
+func TestNoGUIOrServerImports(t *testing.T) {
+	files, err := filepath.Glob("*.go")
+	require.NoError(t, err)
+	fset := token.NewFileSet()
+	for _, f := range files {
+		if strings.HasSuffix(f, "_test.go") {
+			continue
+		}
+		parsed, err := parser.ParseFile(fset, f, nil, parser.ImportsOnly)
+		require.NoError(t, err)
+		for _, imp := range parsed.Imports {
+			p := strings.Trim(imp.Path.Value, `"`)
+			assert.False(t, strings.HasPrefix(p, "fyne.io/") || strings.HasPrefix(p, "net/http") ||
+				strings.HasPrefix(p, "github.com/gatehouse-app/gatehouse/"), "%s imports %s", f, p)
+		}
+	}
 }
