@@ -184,7 +184,7 @@ func TestDiff(t *testing.T) {
  n
 +o
 `, Diff("f", []byte("a\nb\nc\nd\ne\nf\ng\nh\ni\nj\nk\nl\nm\nn\n"), []byte("a\nb\nc\nD\ne\nf\ng\nh\ni\nj\nk\nl\nm\nn\no\n")))
-	assert.Equal(t, "--- f\n+++ f (connected)\n@@ -1,0 +1,1 @@\n+x\n", Diff("f", nil, []byte("x\n")))
+	assert.Equal(t, "--- f\n+++ f (connected)\n@@ -0,0 +1,1 @@\n+x\n", Diff("f", nil, []byte("x\n")))
 }
 
 func TestMaskHidesTheToken(t *testing.T) {

@@ -73,7 +73,15 @@ func Diff(name string, old, new []byte) string {
 				nb++
 			}
 		}
-		fmt.Fprintf(&out, "@@ -%d,%d +%d,%d @@\n", ops[start].ai+1, na, ops[start].bi+1, nb)
+		// An empty side names the line before it, as diff -u does.
+		sa, sb := ops[start].ai+1, ops[start].bi+1
+		if na == 0 {
+			sa--
+		}
+		if nb == 0 {
+			sb--
+		}
+		fmt.Fprintf(&out, "@@ -%d,%d +%d,%d @@\n", sa, na, sb, nb)
 		for _, o := range ops[start:stop] {
 			out.WriteByte(o.kind)
 			out.WriteString(o.text)
