@@ -288,6 +288,7 @@ func (t *Tool) Plan(stateDir string, tg Target) (*Plan, error) {
 	if err != nil {
 		return nil, fmt.Errorf("%s is not changed: %w", path, err)
 	}
+	updated = sameLineEnds(old, updated)
 	if err := t.fileErr(updated); err != nil {
 		return nil, fmt.Errorf("%s is not changed: the edit would break it (%w); please report this", path, err)
 	}
@@ -297,6 +298,17 @@ func (t *Tool) Plan(stateDir string, tg Target) (*Plan, error) {
 		p.Diff = Diff(path, mask(old, tg.Token), mask(updated, tg.Token))
 	}
 	return p, nil
+}
+
+// sameLineEnds gives the lines connect added the file's line ends: a file
+// written with CRLF throughout keeps CRLF throughout.
+func sameLineEnds(old, updated []byte) []byte {
+	crlf := bytes.Count(old, []byte("\r\n"))
+	if crlf == 0 || crlf != bytes.Count(old, []byte("\n")) {
+		return updated
+	}
+	lf := bytes.ReplaceAll(updated, []byte("\r\n"), []byte("\n"))
+	return bytes.ReplaceAll(lf, []byte("\n"), []byte("\r\n"))
 }
 
 // mask hides a token in text shown to people.

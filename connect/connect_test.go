@@ -212,3 +212,18 @@ func TestNoGUIOrServerImports(t *testing.T) {
 		}
 	}
 }
+
+func TestCRLFFileStaysCRLF(t *testing.T) {
+	t.Setenv("HOME", t.TempDir())
+	t.Setenv("CODEX_HOME", "")
+	path, _ := codex.Path()
+	orig := "# mine\r\nmodel = \"o3\"\r\n"
+	require.NoError(t, os.MkdirAll(filepath.Dir(path), 0o700))
+	require.NoError(t, os.WriteFile(path, []byte(orig), 0o600))
+	p, err := codex.Plan(t.TempDir(), here)
+	require.NoError(t, err)
+	require.NoError(t, p.Apply())
+	got, _ := os.ReadFile(path)
+	assert.Equal(t, strings.Count(string(got), "\n"), strings.Count(string(got), "\r\n"), "%q", got)
+	assert.True(t, strings.HasPrefix(string(got), orig))
+}
