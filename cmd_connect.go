@@ -145,6 +145,7 @@ func (c *cli) connectTool(tool *connect.Tool, cfgPath string, cfg *proxy.Config,
 		}
 	}
 
+	before := slices.Clone(cfg.Tokens)
 	if made != nil {
 		if err := saveTokens(cfgPath, cfg, replaced, made); err != nil {
 			return err
@@ -152,7 +153,8 @@ func (c *cli) connectTool(tool *connect.Tool, cfgPath string, cfg *proxy.Config,
 	}
 	if err := plan.Apply(); err != nil {
 		if made != nil {
-			_ = saveTokens(cfgPath, cfg, made.Name, nil) // the file was not written: neither is its token
+			cfg.Tokens = before // the file was not written: the tokens stay as they were
+			_ = proxy.SaveConfig(cfgPath, cfg)
 		}
 		return err
 	}
