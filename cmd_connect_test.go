@@ -620,6 +620,32 @@ func TestConnectWithTokens(t *testing.T) {
 		})
 	}
 
+	t.Run("a token gone from the file is replaced, not added", func(t *testing.T) {
+		path := filepath.Join(home, ".aider.conf.yml")
+		before, err := os.ReadFile(path) // left by the aider case above
+		require.NoError(t, err)
+		code, _, errOut := gh(t, "", "connect", "aider", "--yes", "--config", cfg)
+		require.Equal(t, 0, code, errOut)
+		got, _ := os.ReadFile(path)
+		first := tokenRe.FindString(string(got))
+		writeFile(t, path, "dark-mode: true\n") // the user rewrote the file
+		code, _, errOut = gh(t, "", "connect", "aider", "--yes", "--config", cfg)
+		require.Equal(t, 0, code, errOut)
+		assert.Contains(t, errOut, `Made the access token "aider"`)
+		got, _ = os.ReadFile(path)
+		second := tokenRe.FindString(string(got))
+		require.NotEmpty(t, second)
+		assert.NotEqual(t, first, second)
+		conf, _ := os.ReadFile(cfg)
+		assert.Equal(t, 1, strings.Count(string(conf), "name = 'aider'"))
+		assert.Equal(t, http.StatusOK, eventually(t, listen, second, http.StatusOK))
+		assert.Equal(t, http.StatusUnauthorized, eventually(t, listen, first, http.StatusUnauthorized))
+		code, _, errOut = gh(t, "", "connect", "--undo", "aider", "--config", cfg)
+		require.Equal(t, 0, code, errOut)
+		back, _ := os.ReadFile(path)
+		assert.Equal(t, string(before), string(back), "undo goes back to the file before the first connect")
+	})
+
 	t.Run("cline", func(t *testing.T) {
 		code, out, errOut := gh(t, "", "connect", "cline", "--config", cfg)
 		require.Equal(t, 0, code, errOut)
