@@ -62,6 +62,8 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 		"cert":  c.cert,
 		"check": c.check,
 
+		"connect": c.connect,
+
 		"proxy-password": c.proxyPassword,
 		"export":         c.export,
 		"import":         c.import_,
@@ -120,6 +122,11 @@ Commands:
   token add NAME                      make a local access token (printed once)
   token list                          show the tokens' names
   token rm NAME                       delete a token
+  connect TOOL [--model M] [--yes]    point a tool at this Gatehouse: shows the change, asks, writes
+                                      (claude-code, codex, continue, zed, aider, opencode; cline,
+                                      roo-code, jetbrains print the fields to fill in the IDE)
+  connect --undo TOOL                 put the tool's file back as it was, revoke its token
+  connect --list                      show each tool: found, connected here or elsewhere, not found
   check [--timeout D]                 check every proxy and upstream now; exit 1 if one is down
   export --out FILE                   write the config and every secret, encrypted with a passphrase
   import FILE                         restore an export into this machine's keychain and config

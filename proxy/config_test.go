@@ -193,3 +193,16 @@ func TestGlob(t *testing.T) {
 		assert.Error(t, err, "%q", bad)
 	}
 }
+
+func TestConfigRoutes(t *testing.T) {
+	cfg := &Config{Upstreams: []Upstream{
+		{Name: "openai", Models: []string{"gpt-*", "o3"}},
+		{Name: "local"}, // no patterns: routed to by /u/local/ only
+		{Name: "anthropic", Models: []string{"claude-*"}},
+	}}
+	for model, want := range map[string]bool{
+		"gpt-5-codex": true, "o3": true, "o3-mini": false, "claude-sonnet-4-5": true, "llama3": false, "": false,
+	} {
+		assert.Equal(t, want, cfg.Routes(model), model)
+	}
+}

@@ -155,3 +155,16 @@ func checkRest(rest string) error {
 	}
 	return nil
 }
+
+// Routes reports whether some upstream's model patterns match model, that
+// is whether the forwarder would route a request for it.
+func (c *Config) Routes(model string) bool {
+	for _, u := range c.Upstreams {
+		for _, m := range u.Models {
+			if g, err := compileGlob(m); err == nil && g.match(model) {
+				return true
+			}
+		}
+	}
+	return false
+}
