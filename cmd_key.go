@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"os"
 	"slices"
@@ -19,6 +18,7 @@ import (
 
 	"github.com/gatehouse-app/gatehouse/keystore"
 	"github.com/gatehouse-app/gatehouse/proxy"
+	"github.com/gatehouse-app/gatehouse/setup"
 )
 
 // subcommand runs one of a command's subcommands.
@@ -175,17 +175,7 @@ func keyStates(cfg *proxy.Config) (map[string]proxy.KeyStatus, bool) {
 // listen: never through an HTTP proxy from the environment, and at the
 // loopback address when it listens on every address.
 func forwarderClient(listen string, timeout time.Duration) (string, *http.Client) {
-	if host, port, err := net.SplitHostPort(listen); err == nil {
-		switch ip := net.ParseIP(host); {
-		case host == "":
-			listen = net.JoinHostPort("127.0.0.1", port)
-		case ip != nil && ip.IsUnspecified() && ip.To4() != nil:
-			listen = net.JoinHostPort("127.0.0.1", port)
-		case ip != nil && ip.IsUnspecified():
-			listen = net.JoinHostPort("::1", port)
-		}
-	}
-	return "http://" + listen, &http.Client{Timeout: timeout, Transport: &http.Transport{Proxy: nil}}
+	return setup.LoopbackURL(listen), &http.Client{Timeout: timeout, Transport: &http.Transport{Proxy: nil}}
 }
 
 // keyEnable puts a rejected (or cooling) key back into use in the running
