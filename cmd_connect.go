@@ -64,7 +64,7 @@ func (c *cli) connectList(base string) error {
 }
 
 func (c *cli) connectTool(tool *connect.Tool, cfgPath string, model string, yes bool) error {
-	conn, err := setup.PrepareConnect(cfgPath, tool, model)
+	conn, err := setup.PrepareConnect(cfgPath, "", tool, model)
 	if err != nil {
 		return err
 	}

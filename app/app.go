@@ -94,29 +94,41 @@ type ui struct {
 	window  fyne.Window
 	tray    *tray
 	quit    func()
+	// async runs slow work (files, the keychain, the network) off Fyne's
+	// thread; its results come back through fyne.Do. Tests run it inline.
+	async func(func())
 
+	tabs     *container.AppTabs
 	overview *overview
 	requests *requests
 	proxies  *proxies
+	connect  *connectSection
 	notes    notifier
 
 	last Snapshot
 }
 
 func newUI(a fyne.App, b *backend) *ui {
-	u := &ui{app: a, backend: b, quit: a.Quit}
+	u := &ui{app: a, backend: b, quit: a.Quit, async: func(f func()) { go f() }}
 	u.window = a.NewWindow("Gatehouse")
 	u.window.Resize(fyne.NewSize(1280, 800))
 	u.overview = newOverview(u)
 	u.requests = newRequests(u, b.opts.RequestLog)
 	u.proxies = newProxies(u)
-	tabs := container.NewAppTabs(
+	u.connect = newConnectSection(u)
+	u.tabs = container.NewAppTabs(
 		container.NewTabItem(lang.L("Overview"), u.overview.content),
 		container.NewTabItem(lang.L("Requests"), u.requests.content),
 		container.NewTabItem(lang.L("Proxies"), u.proxies.content),
+		container.NewTabItem(lang.L("Connect"), u.connect.content),
 	)
-	tabs.SetTabLocation(container.TabLocationLeading)
-	u.window.SetContent(tabs)
+	u.tabs.SetTabLocation(container.TabLocationLeading)
+	u.tabs.OnSelected = func(t *container.TabItem) {
+		if t.Content == u.connect.content {
+			u.connect.refresh() // the tools' files may have changed meanwhile
+		}
+	}
+	u.window.SetContent(u.tabs)
 	quit := fyne.NewMenuItem(lang.L("Quit"), func() { u.quit() })
 	quit.IsQuit = true
 	u.window.SetMainMenu(fyne.NewMainMenu(fyne.NewMenu(lang.L("Gatehouse"), quit)))
@@ -163,6 +175,9 @@ func (u *ui) apply(s Snapshot) {
 	u.tray.apply(s)
 }
 
+// showConnect opens the Connect section.
+func (u *ui) showConnect() { u.tabs.SelectIndex(3) }
+
 func (u *ui) showWindow() {
 	u.window.Show()
 	u.window.RequestFocus()
@@ -171,12 +186,12 @@ func (u *ui) showWindow() {
 // act runs a command off Fyne's thread (it may save the config) and shows
 // its error, if any, in the window.
 func (u *ui) act(fn func(*proxy.Service) error) {
-	go func() {
+	u.async(func() {
 		if err := u.backend.with(fn); err != nil {
 			fyne.Do(func() { u.showError(err) })
 		}
 		u.backend.notify()
-	}()
+	})
 }
 
 func (u *ui) showError(err error) {

@@ -56,6 +56,7 @@ func newHarness(t *testing.T, configText string) *harness {
 		Log: slog.New(slog.DiscardHandler),
 	})
 	h.ui = newUI(fyne.CurrentApp(), h.backend)
+	h.ui.async = func(f func()) { f() } // Fyne's test driver has one thread: the test's
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
 	go func() { h.backend.run(ctx); close(done) }()
@@ -127,3 +128,5 @@ func waitFor(t *testing.T, what string, cond func() bool) {
 }
 
 func rowCell(row int) widget.TableCellID { return widget.TableCellID{Row: row} }
+
+func timeNow() time.Time { return time.Now() }

@@ -61,7 +61,8 @@ func newOverview(u *ui) *overview {
 		o.upstreams,
 		o.rejected,
 		widget.NewSeparator(),
-		heading(lang.L("Set up your tools")),
+		container.NewHBox(heading(lang.L("Set up your tools")),
+			widget.NewButton(lang.L("Connect a tool in one click…"), u.showConnect)),
 		o.setup,
 	)))
 	return o

@@ -132,7 +132,7 @@ func (p *proxies) build(st proxy.Status) {
 		pv.auto = widget.NewButton(lang.L("Automatic"), func() {
 			p.u.act(func(s *proxy.Service) error { return s.SetPinned(name, "") })
 		})
-		grid := container.New(&memberLayout{})
+		grid := container.New(&columns{widths: memberColumns})
 		for _, m := range ps.Members {
 			url := m.URL
 			mv := &memberView{state: widget.NewLabel(""), url: widget.NewLabel(""), latency: widget.NewLabel(""),
@@ -181,26 +181,10 @@ func memberImportance(s string) widget.Importance {
 	return widget.MediumImportance
 }
 
-// memberLayout lays members out in rows of seven cells: state, URL,
-// latency, last check, last error, and the two buttons. The URL and the
-// last error take what width is left.
-type memberLayout struct{}
-
-const memberCells = 7
-
-var memberFixed = [memberCells]float32{90, 0, 60, 130, 0, 80, 90}
-
-func (l *memberLayout) MinSize(objs []fyne.CanvasObject) fyne.Size {
-	var w, h float32
-	for _, f := range memberFixed {
-		w += f
-	}
-	w += 2 * 100 // URL and last error at their narrowest
-	for i := 0; i < len(objs); i += memberCells {
-		h += rowHeight(objs[i:min(i+memberCells, len(objs))])
-	}
-	return fyne.NewSize(w, h)
-}
+// memberColumns are the widths of a member's row: state, URL, latency,
+// last check, last error, and the two buttons; the URL and the last error
+// share what is left.
+var memberColumns = []float32{90, 0, 60, 130, 0, 80, 90}
 
 func rowHeight(row []fyne.CanvasObject) float32 {
 	var h float32
@@ -209,29 +193,3 @@ func rowHeight(row []fyne.CanvasObject) float32 {
 	}
 	return h
 }
-
-func (l *memberLayout) Layout(objs []fyne.CanvasObject, size fyne.Size) {
-	var fixed float32
-	for _, f := range memberFixed {
-		fixed += f
-	}
-	flex := max((size.Width-fixed)/2, 60)
-	var y float32
-	for i := 0; i < len(objs); i += memberCells {
-		row := objs[i:min(i+memberCells, len(objs))]
-		h := rowHeight(row)
-		var x float32
-		for j, o := range row {
-			w := memberFixed[j]
-			if w == 0 {
-				w = flex
-			}
-			o.Move(fyne.NewPos(x, y))
-			o.Resize(fyne.NewSize(w, h))
-			x += w
-		}
-		y += h
-	}
-}
-
-var _ fyne.Layout = (*memberLayout)(nil)

@@ -72,16 +72,21 @@ func LoopbackURL(listen string) string {
 }
 
 // PrepareConnect plans pointing tool at the Gatehouse of the config at
-// cfgPath, with model (or the tool's own default when ""). Nothing is
+// cfgPath, reached at baseURL (when "", the config's listen address: the
+// desktop app passes the address it listens on), with model (or the
+// tool's own default when ""). Nothing is
 // written until Apply. With local tokens on, the tool gets a token of its
 // own, named after it; a token it already holds (from an earlier connect)
 // is kept.
-func PrepareConnect(cfgPath string, tool *connect.Tool, model string) (*Connection, error) {
+func PrepareConnect(cfgPath, baseURL string, tool *connect.Tool, model string) (*Connection, error) {
 	cfg, err := proxy.LoadConfig(cfgPath)
 	if err != nil {
 		return nil, err
 	}
-	c := &Connection{Tool: tool, cfgPath: cfgPath, Target: connect.Target{BaseURL: BaseURL(cfg), Token: connect.Placeholder, Model: model}}
+	if baseURL == "" {
+		baseURL = BaseURL(cfg)
+	}
+	c := &Connection{Tool: tool, cfgPath: cfgPath, Target: connect.Target{BaseURL: baseURL, Token: connect.Placeholder, Model: model}}
 	if model != "" && !cfg.Routes(model) {
 		return nil, fmt.Errorf("no upstream serves model %q (the upstreams' models: %s); choose one they serve, or add it to an upstream's models", model, ModelsServed(cfg))
 	}

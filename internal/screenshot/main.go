@@ -31,7 +31,7 @@ import (
 var sections = []struct {
 	name string
 	y    int
-}{{"overview", 44}, {"requests", 75}, {"proxies", 106}}
+}{{"overview", 44}, {"requests", 75}, {"proxies", 106}, {"connect", 137}}
 
 var sizes = [][2]int{{1280, 800}, {800, 600}}
 
@@ -104,7 +104,13 @@ proxies = [%[4]q]
 check_url = "%[2]s/generate_204"
 interval = "1h"
 `, listen, up.URL, socks.URL, httpProxy.URL, dead)), 0o600))
-		env := append(os.Environ(), "DISPLAY="+display, "WAYLAND_DISPLAY=", "LANG="+l.lang, "LC_ALL="+l.lang, "LANGUAGE=",
+		// A home of its own, where two tools are installed, for the Connect
+		// section.
+		home := filepath.Join(work, l.name, "home")
+		must(os.MkdirAll(filepath.Join(home, ".claude"), 0o700))
+		must(os.MkdirAll(filepath.Join(home, ".codex"), 0o700))
+		must(os.WriteFile(filepath.Join(home, ".claude", "settings.json"), []byte("{\n  \"theme\": \"dark\"\n}\n"), 0o600))
+		env := append(os.Environ(), "HOME="+home, "CLAUDE_CONFIG_DIR=", "CODEX_HOME=", "DISPLAY="+display, "WAYLAND_DISPLAY=", "LANG="+l.lang, "LC_ALL="+l.lang, "LANGUAGE=",
 			"GATEHOUSE_CONFIG="+cfg, "XDG_RUNTIME_DIR="+filepath.Join(work, l.name, "run"),
 			"XDG_CONFIG_HOME="+filepath.Join(work, l.name, "cfg"), "XDG_CACHE_HOME="+filepath.Join(work, l.name, "cache"),
 			"SHOT_OPENAI_KEY=sk-shot-not-a-real-key", "SHOT_DEEPSEEK_KEY=sk-wrong-shot-key")
