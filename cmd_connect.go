@@ -85,12 +85,12 @@ func (c *cli) connectTool(tool *connect.Tool, cfgPath string, model string, yes 
 		if err := w.Flush(); err != nil {
 			return err
 		}
-	} else if !plan.Changed {
+	} else if !conn.Changed() {
 		fmt.Fprintf(c.stdout, "%s already points at Gatehouse (%s): nothing to change.\n", tool.Title, plan.Path)
 		return nil
 	} else {
 		fmt.Fprint(c.stdout, plan.Diff)
-		if !yes && !c.confirm(fmt.Sprintf("Write %s? [y/N] ", plan.Path)) {
+		if plan.Changed && !yes && !c.confirm(fmt.Sprintf("Write %s? [y/N] ", plan.Path)) {
 			fmt.Fprintln(c.stdout, "Nothing written.")
 			return nil
 		}

@@ -701,3 +701,22 @@ func TestConnectWritesNoUpstreamKey(t *testing.T) {
 	assert.NotContains(t, printed.String(), cliSecret)
 	assert.NotContains(t, printed.String(), "sk-ant-SECRET")
 }
+
+// Zed keeps its key in the system keychain, so its file does not change
+// when its token does: a revoked token is still replaced, saved and shown.
+func TestConnectZedAfterItsTokenWasRevoked(t *testing.T) {
+	useMemoryStore(t)
+	_, cfg := connectHome(t, connectUpstreams)
+	code, _, errOut := gh(t, "", "token", "add", "admin", "--config", cfg)
+	require.Equal(t, 0, code, errOut)
+	code, _, errOut = gh(t, "", "connect", "zed", "--yes", "--config", cfg)
+	require.Equal(t, 0, code, errOut)
+	require.Contains(t, errOut, `Made the access token "zed"`)
+	code, _, errOut = gh(t, "", "token", "rm", "zed", "--config", cfg)
+	require.Equal(t, 0, code, errOut)
+
+	code, out, errOut := gh(t, "", "connect", "zed", "--yes", "--config", cfg)
+	require.Equal(t, 0, code, errOut)
+	assert.Contains(t, errOut, `Made the access token "zed"`)
+	assert.Contains(t, out, "this token (shown only this once): gate_")
+}

@@ -24,9 +24,8 @@ type connectSection struct {
 	model   *widget.Entry
 	rows    map[string]*toolRow
 
-	// pending is the connection shown for confirmation; confirm writes it.
-	pending *setup.Connection
-	dialog  dialog.Dialog
+	// shown is the connection last shown for confirmation (for tests).
+	shown *setup.Connection
 }
 
 type toolRow struct {
@@ -100,6 +99,9 @@ func (c *connectSection) onConnect(tool *connect.Tool) {
 	base := setup.LoopbackURL(c.u.last.Listen) // where this app listens
 	c.u.async(func() {
 		conn, err := setup.PrepareConnect(cfgPath, base, tool, model)
+		if svc := c.u.backend.service(); conn != nil && svc != nil {
+			conn.EditConfig = svc.Edit // one edit of the config at a time, with the window's
+		}
 		fyne.Do(func() {
 			if err != nil {
 				c.u.showError(err)
@@ -112,7 +114,7 @@ func (c *connectSection) onConnect(tool *connect.Tool) {
 
 // ask shows what connecting will change and waits for the user's word.
 func (c *connectSection) ask(conn *setup.Connection) {
-	if !conn.Tool.InIDE() && !conn.Plan.Changed {
+	if !conn.Changed() {
 		dialog.ShowInformation(conn.Tool.Title, lang.L("{{.Tool}} already points at Gatehouse ({{.Path}}): nothing to change.",
 			map[string]any{"Tool": conn.Tool.Title, "Path": conn.Plan.Path}), c.u.window)
 		return
@@ -124,6 +126,9 @@ func (c *connectSection) ask(conn *setup.Connection) {
 		body = append(body, w)
 	}
 	text, action := conn.Plan.Diff, lang.L("Write")
+	if text == "" { // the file stays as it is; only a new token is made
+		text = lang.L("(no change to the file; a new access token is made for it)")
+	}
 	if conn.Tool.InIDE() {
 		body = append(body, widget.NewLabel(lang.L("{{.Tool}} keeps its settings inside the IDE. Fill in:", map[string]any{"Tool": conn.Tool.Title})))
 		text, action = fieldsText(conn, false), lang.L("Done")
@@ -134,17 +139,15 @@ func (c *connectSection) ask(conn *setup.Connection) {
 	code.Selectable = true
 	scroll := container.NewScroll(code)
 	scroll.SetMinSize(fyne.NewSize(640, 300))
-	c.pending = conn
-	c.dialog = dialog.NewCustomConfirm(lang.L("Connect {{.Tool}}", map[string]any{"Tool": conn.Tool.Title}), action, lang.L("Cancel"),
-		container.NewBorder(container.NewVBox(body...), nil, nil, nil, scroll), c.confirm, c.u.window)
-	c.dialog.Show()
+	c.shown = conn
+	dialog.NewCustomConfirm(lang.L("Connect {{.Tool}}", map[string]any{"Tool": conn.Tool.Title}), action, lang.L("Cancel"),
+		container.NewBorder(container.NewVBox(body...), nil, nil, nil, scroll),
+		func(yes bool) { c.confirm(conn, yes) }, c.u.window).Show()
 }
 
-// confirm writes the pending connection (yes) or drops it.
-func (c *connectSection) confirm(yes bool) {
-	conn := c.pending
-	c.pending = nil
-	if !yes || conn == nil {
+// confirm writes conn (yes) or drops it: each dialog writes its own.
+func (c *connectSection) confirm(conn *setup.Connection, yes bool) {
+	if !yes {
 		return
 	}
 	c.u.async(func() {

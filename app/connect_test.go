@@ -43,10 +43,11 @@ func (h *harness) connectTool(t *testing.T, name string) {
 	c := h.ui.connect
 	tool, err := connect.Lookup(name)
 	require.NoError(t, err)
+	c.shown = nil
 	c.onConnect(tool)
-	waitFor(t, "the change shown", func() bool { return c.pending != nil })
-	assert.Contains(t, c.pending.Plan.Diff, "ANTHROPIC_BASE_URL", "the diff is shown before writing")
-	c.confirm(true)
+	require.NotNil(t, c.shown, "the change is shown before writing")
+	assert.Contains(t, c.shown.Plan.Diff, "ANTHROPIC_BASE_URL")
+	c.confirm(c.shown, true)
 }
 
 func TestConnectSectionWritesAndUndoes(t *testing.T) {

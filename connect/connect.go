@@ -13,6 +13,8 @@ package connect
 
 import (
 	"bytes"
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -201,6 +203,9 @@ type record struct {
 	Existed bool        `json:"existed"`
 	Mode    fs.FileMode `json:"mode,omitempty"`
 	Token   string      `json:"token,omitempty"` // the token connect made
+	// Wrote is the SHA-256 of the bytes connect last wrote: Undo puts the
+	// original back only over exactly those, never over later changes.
+	Wrote string `json:"wrote,omitempty"`
 	// Dirs are the folders connect made for the file, deepest first;
 	// Undo removes them again when they are empty.
 	Dirs []string `json:"dirs,omitempty"`
@@ -268,6 +273,9 @@ func (t *Tool) Plan(stateDir string, tg Target) (*Plan, error) {
 		path = real // a dotfiles manager's link stays a link
 	}
 	p.Path = path
+	if r, err := loadRecord(stateDir, t.Name); err == nil && r.Path != "" && r.Path != path {
+		return nil, fmt.Errorf("%s was connected at %s, and its settings are now at %s: undo that first (gatehouse connect --undo %s), then connect again", t.Title, r.Path, path, t.Name)
+	}
 	old, err := os.ReadFile(path)
 	switch {
 	case errors.Is(err, fs.ErrNotExist):
@@ -292,10 +300,13 @@ func (t *Tool) Plan(stateDir string, tg Target) (*Plan, error) {
 	if err := t.fileErr(updated); err != nil {
 		return nil, fmt.Errorf("%s is not changed: the edit would break it (%w); please report this", path, err)
 	}
+	if err := t.verify(old, updated, tg); err != nil {
+		return nil, fmt.Errorf("%s is not changed: %w; its shape is one connect cannot edit safely, so please point %s at %s by hand", path, err, t.Title, tg.v1())
+	}
 	p.old, p.new = old, updated
 	p.Changed = p.Create || !bytes.Equal(old, updated)
 	if p.Changed {
-		p.Diff = Diff(path, mask(old, tg.Token), mask(updated, tg.Token))
+		p.Diff = Diff(path, hideSecrets(mask(old, tg.Token)), hideSecrets(mask(updated, tg.Token)))
 	}
 	return p, nil
 }
@@ -319,19 +330,36 @@ func mask(data []byte, token string) []byte {
 	return bytes.ReplaceAll(data, []byte(token), []byte(token[:9]+"…"))
 }
 
-// Apply writes the change: first the original into the state folder
-// (only the first time, so that Undo goes back to the file as it was
-// before any connect), then the new file atomically, with the old
-// file's permissions.
+// ErrChanged means the file changed after the change was planned (and
+// shown): nothing was written.
+var ErrChanged = errors.New("the file changed since the change was shown; nothing was written: connect again to see the change anew")
+
+// Apply writes the change: the original into the state folder (only the
+// first time, so that Undo goes back to the file as it was before any
+// connect), then the new file atomically with the old file's permissions,
+// then the record. A file that changed since Plan is not written; a step
+// that fails undoes the ones before it.
 func (p *Plan) Apply() error {
+	r, recErr := loadRecord(p.stateDir, p.Tool.Name)
 	if !p.Changed {
+		if recErr == nil && r.Token != p.target.TokenName { // a new token for the same file (Zed)
+			r.Token = p.target.TokenName
+			return p.saveRecord(r)
+		}
 		return nil
+	}
+	if p.Path != "" {
+		now, err := os.ReadFile(p.Path)
+		switch {
+		case p.Create && !errors.Is(err, fs.ErrNotExist), !p.Create && (err != nil || !bytes.Equal(now, p.old)):
+			return fmt.Errorf("%s: %w", p.Path, ErrChanged)
+		}
 	}
 	if err := os.MkdirAll(p.stateDir, 0o700); err != nil {
 		return fmt.Errorf("create %s: %w", p.stateDir, err)
 	}
-	r, err := loadRecord(p.stateDir, p.Tool.Name)
-	if err != nil {
+	first := recErr != nil
+	if first {
 		r = &record{Path: p.Path, Existed: !p.Create, Mode: p.mode}
 		if p.Path != "" {
 			r.Dirs = missingDirs(filepath.Dir(p.Path))
@@ -342,15 +370,44 @@ func (p *Plan) Apply() error {
 			}
 		}
 	}
+	forget := func() {
+		if first {
+			_ = os.Remove(origPath(p.stateDir, p.Tool.Name))
+		}
+	}
+	if p.Path != "" {
+		if err := writeAtomic(p.Path, p.new, p.mode); err != nil {
+			forget()
+			return err
+		}
+		r.Wrote = hash(p.new)
+	}
 	r.Token = p.target.TokenName
-	data, _ := json.MarshalIndent(r, "", "  ")
-	if err := writeAtomic(recordPath(p.stateDir, p.Tool.Name), data, 0o600); err != nil {
+	if err := p.saveRecord(r); err != nil {
+		if p.Path != "" { // without its record the change could not be undone: take it back
+			if p.Create {
+				_ = os.Remove(p.Path)
+			} else {
+				_ = writeAtomic(p.Path, p.old, p.mode)
+			}
+		}
+		forget()
 		return err
 	}
-	if p.Path == "" {
-		return nil
+	return nil
+}
+
+func (p *Plan) saveRecord(r *record) error {
+	if err := os.MkdirAll(p.stateDir, 0o700); err != nil {
+		return fmt.Errorf("create %s: %w", p.stateDir, err)
 	}
-	return writeAtomic(p.Path, p.new, p.mode)
+	data, _ := json.MarshalIndent(r, "", "  ")
+	return writeAtomic(recordPath(p.stateDir, p.Tool.Name), data, 0o600)
+}
+
+func hash(b []byte) string {
+	sum := sha256.Sum256(b)
+	return hex.EncodeToString(sum[:])
 }
 
 // Undone says what Undo did.
@@ -374,6 +431,16 @@ func (t *Tool) Undo(stateDir string) (Undone, error) {
 		return Undone{}, err
 	}
 	u := Undone{Path: r.Path, Token: r.Token}
+	if r.Path != "" && r.Wrote != "" {
+		now, err := os.ReadFile(r.Path)
+		if err == nil && hash(now) != r.Wrote || err != nil && !errors.Is(err, fs.ErrNotExist) {
+			orig := "connect created it"
+			if r.Existed {
+				orig = "the file as it was before connect is kept at " + origPath(stateDir, t.Name)
+			}
+			return Undone{}, fmt.Errorf("%s changed after connect wrote it; to keep those changes, Undo leaves it as it is: remove Gatehouse's settings from it by hand (%s)", r.Path, orig)
+		}
+	}
 	switch {
 	case r.Path == "":
 	case r.Existed:

@@ -6,18 +6,29 @@ import (
 )
 
 // Diff is a unified diff of two texts, with three lines of context, for
-// people to read before a file is written. Config files are small, so a
-// plain longest-common-subsequence table is fast enough.
+// people to read before a file is written: a longest-common-subsequence
+// table over the lines between the common start and end.
 func Diff(name string, old, new []byte) string {
 	a, b := splitLines(string(old)), splitLines(string(new))
-	// lcs[i][j] is the length of the common subsequence of a[i:] and b[j:].
-	lcs := make([][]int, len(a)+1)
-	for i := range lcs {
-		lcs[i] = make([]int, len(b)+1)
+	// The lines both start and end with are left out of the table: an edit
+	// touches a few lines, so the table stays small whatever the file's size.
+	pre := 0
+	for pre < len(a) && pre < len(b) && a[pre] == b[pre] {
+		pre++
 	}
-	for i := len(a) - 1; i >= 0; i-- {
-		for j := len(b) - 1; j >= 0; j-- {
-			if a[i] == b[j] {
+	suf := 0
+	for suf < len(a)-pre && suf < len(b)-pre && a[len(a)-1-suf] == b[len(b)-1-suf] {
+		suf++
+	}
+	ma, mb := a[pre:len(a)-suf], b[pre:len(b)-suf]
+	// lcs[i][j] is the length of the common subsequence of ma[i:] and mb[j:].
+	lcs := make([][]int, len(ma)+1)
+	for i := range lcs {
+		lcs[i] = make([]int, len(mb)+1)
+	}
+	for i := len(ma) - 1; i >= 0; i-- {
+		for j := len(mb) - 1; j >= 0; j-- {
+			if ma[i] == mb[j] {
 				lcs[i][j] = lcs[i+1][j+1] + 1
 			} else {
 				lcs[i][j] = max(lcs[i+1][j], lcs[i][j+1])
@@ -30,19 +41,25 @@ func Diff(name string, old, new []byte) string {
 		ai, bi int // line numbers before the op, 0-based
 	}
 	var ops []op
+	for i := range pre {
+		ops = append(ops, op{' ', a[i], i, i})
+	}
 	i, j := 0, 0
-	for i < len(a) || j < len(b) {
+	for i < len(ma) || j < len(mb) {
 		switch {
-		case i < len(a) && j < len(b) && a[i] == b[j]:
-			ops = append(ops, op{' ', a[i], i, j})
+		case i < len(ma) && j < len(mb) && ma[i] == mb[j]:
+			ops = append(ops, op{' ', ma[i], pre + i, pre + j})
 			i, j = i+1, j+1
-		case i < len(a) && (j == len(b) || lcs[i+1][j] >= lcs[i][j+1]):
-			ops = append(ops, op{'-', a[i], i, j})
+		case i < len(ma) && (j == len(mb) || lcs[i+1][j] >= lcs[i][j+1]):
+			ops = append(ops, op{'-', ma[i], pre + i, pre + j})
 			i++
 		default:
-			ops = append(ops, op{'+', b[j], i, j})
+			ops = append(ops, op{'+', mb[j], pre + i, pre + j})
 			j++
 		}
+	}
+	for k := range suf {
+		ops = append(ops, op{' ', a[len(a)-suf+k], len(a) - suf + k, len(b) - suf + k})
 	}
 	const context = 3
 	var out strings.Builder

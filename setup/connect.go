@@ -37,9 +37,34 @@ type Connection struct {
 	// after Apply; "" when none was made (tokens off, or the tool holds one).
 	NewToken string
 
+	// EditConfig, if set, makes the token change in the config: the desktop
+	// app passes its running service's Edit, which serialises config edits.
+	// When nil, the file is read, changed and saved.
+	EditConfig func(change func(*proxy.Config) error) error
+
 	cfgPath  string
 	made     *proxy.Token
 	replaced string
+}
+
+// Changed reports whether Apply has anything to do: the tool's file
+// changes, or a new token must be saved (and shown) though the file stays
+// as it is (Zed keeps its key elsewhere).
+func (c *Connection) Changed() bool { return c.Plan.Changed || c.NewToken != "" || c.Tool.InIDE() }
+
+// editConfig applies change to the config, through EditConfig when set.
+func (c *Connection) editConfig(change func(*proxy.Config) error) error {
+	if c.EditConfig != nil {
+		return c.EditConfig(change)
+	}
+	cfg, err := proxy.LoadConfig(c.cfgPath)
+	if err != nil {
+		return err
+	}
+	if err := change(cfg); err != nil {
+		return err
+	}
+	return proxy.SaveConfig(c.cfgPath, cfg)
 }
 
 // ModelsServed lists the upstreams' model patterns, for messages.
@@ -129,22 +154,16 @@ func PrepareConnect(cfgPath, baseURL string, tool *connect.Tool, model string) (
 // file. When the file cannot be written, the config's tokens go back as
 // they were.
 func (c *Connection) Apply() error {
-	var before []proxy.Token
 	if c.made != nil {
-		cfg, err := proxy.LoadConfig(c.cfgPath)
-		if err != nil {
-			return err
-		}
-		before = slices.Clone(cfg.Tokens)
-		if err := saveTokens(c.cfgPath, cfg, c.replaced, c.made); err != nil {
-			return err
+		if err := c.editConfig(func(cfg *proxy.Config) error { swapToken(cfg, c.replaced, c.made); return nil }); err != nil {
+			return fmt.Errorf("save the token: %w", err)
 		}
 	}
 	if err := c.Plan.Apply(); err != nil {
-		if c.made != nil {
-			if cfg, lerr := proxy.LoadConfig(c.cfgPath); lerr == nil {
-				cfg.Tokens = before // the file was not written: the tokens stay as they were
-				_ = proxy.SaveConfig(c.cfgPath, cfg)
+		if c.made != nil { // the file was not written: the new token goes again
+			rb := c.editConfig(func(cfg *proxy.Config) error { swapToken(cfg, c.made.Name, nil); return nil })
+			if rb != nil {
+				return fmt.Errorf("%w; and the token %q made for it could not be removed again (%v): remove it with gatehouse token rm %s", err, c.made.Name, rb, c.made.Name)
 			}
 		}
 		return err
@@ -169,15 +188,18 @@ func UndoConnect(cfgPath string, tool *connect.Tool) (Disconnection, error) {
 		return Disconnection{}, err
 	}
 	d := Disconnection{Undone: u}
-	cfg, err := proxy.LoadConfig(cfgPath)
-	if err != nil {
-		return d, fmt.Errorf("revoke the token %q: %w", u.Token, err)
+	if u.Token == "" {
+		return d, nil
 	}
-	if u.Token != "" && tokenNamed(cfg, u.Token) != nil {
-		if err := saveTokens(cfgPath, cfg, u.Token, nil); err != nil {
-			return d, fmt.Errorf("revoke the token %q: %w", u.Token, err)
+	cfg, err := proxy.LoadConfig(cfgPath)
+	if err == nil && tokenNamed(cfg, u.Token) != nil {
+		swapToken(cfg, u.Token, nil)
+		if err = proxy.SaveConfig(cfgPath, cfg); err == nil {
+			d.Revoked = u.Token
 		}
-		d.Revoked = u.Token
+	}
+	if err != nil {
+		return d, fmt.Errorf("revoke the token %q: %w; remove it with gatehouse token rm %s", u.Token, err, u.Token)
 	}
 	return d, nil
 }
@@ -193,12 +215,10 @@ func tokenNamed(cfg *proxy.Config, name string) *proxy.Token {
 	return &cfg.Tokens[i]
 }
 
-// saveTokens removes the token named drop (if any), adds add (if any) and
-// saves the config, as `gatehouse token` does.
-func saveTokens(cfgPath string, cfg *proxy.Config, drop string, add *proxy.Token) error {
+// swapToken removes the token named drop (if any) and adds add (if any).
+func swapToken(cfg *proxy.Config, drop string, add *proxy.Token) {
 	cfg.Tokens = slices.DeleteFunc(cfg.Tokens, func(t proxy.Token) bool { return drop != "" && t.Name == drop })
 	if add != nil {
 		cfg.Tokens = append(cfg.Tokens, *add)
 	}
-	return proxy.SaveConfig(cfgPath, cfg)
 }
