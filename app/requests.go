@@ -52,20 +52,20 @@ type requests struct {
 
 // columns of the table.
 var requestColumns = []struct {
-	title string
+	title func() string // called once translations are loaded
 	width float32
 	value func(*proxy.Record) string
 }{
-	{"Time", 90, func(r *proxy.Record) string { return r.Start.Local().Format("15:04:05") }},
-	{"Client", 120, func(r *proxy.Record) string { return clientName(r) }},
-	{"Model", 160, func(r *proxy.Record) string { return r.Model }},
-	{"Upstream", 110, func(r *proxy.Record) string { return r.Upstream }},
-	{"Key", 120, func(r *proxy.Record) string { return r.Credential }},
-	{"Route", 170, func(r *proxy.Record) string { return r.Route }},
-	{"Status", 70, func(r *proxy.Record) string { return strconv.Itoa(r.Status) }},
-	{"TTFB", 80, func(r *proxy.Record) string { return formatMillis(r.TTFB) }},
-	{"Duration", 90, func(r *proxy.Record) string { return formatMillis(r.Duration) }},
-	{"Tokens", 90, func(r *proxy.Record) string { return tokensText(r) }},
+	{func() string { return lang.L("Time") }, 90, func(r *proxy.Record) string { return r.Start.Local().Format("15:04:05") }},
+	{func() string { return lang.L("Client") }, 120, func(r *proxy.Record) string { return clientName(r) }},
+	{func() string { return lang.L("Model") }, 160, func(r *proxy.Record) string { return r.Model }},
+	{func() string { return lang.L("Upstream") }, 110, func(r *proxy.Record) string { return r.Upstream }},
+	{func() string { return lang.L("Key") }, 120, func(r *proxy.Record) string { return r.Credential }},
+	{func() string { return lang.L("Route") }, 170, func(r *proxy.Record) string { return r.Route }},
+	{func() string { return lang.L("Status") }, 70, func(r *proxy.Record) string { return strconv.Itoa(r.Status) }},
+	{func() string { return lang.L("First byte") }, 80, func(r *proxy.Record) string { return formatMillis(r.TTFB) }},
+	{func() string { return lang.L("Duration") }, 90, func(r *proxy.Record) string { return formatMillis(r.Duration) }},
+	{func() string { return lang.L("Tokens") }, 90, func(r *proxy.Record) string { return tokensText(r) }},
 }
 
 func newRequests(u *ui, log *proxy.RequestLog) *requests {
@@ -100,7 +100,7 @@ func newRequests(u *ui, log *proxy.RequestLog) *requests {
 	}
 	rq.table.UpdateHeader = func(id widget.TableCellID, o fyne.CanvasObject) {
 		if id.Col >= 0 {
-			o.(*widget.Label).SetText(columnTitle(id.Col))
+			o.(*widget.Label).SetText(requestColumns[id.Col].title())
 		}
 	}
 	for i, c := range requestColumns {
@@ -130,30 +130,6 @@ func newRequests(u *ui, log *proxy.RequestLog) *requests {
 	rq.content = container.NewBorder(bar, nil, nil, nil, split)
 	rq.updateCount()
 	return rq
-}
-
-func columnTitle(i int) string {
-	switch requestColumns[i].title {
-	case "Time":
-		return lang.L("Time")
-	case "Client":
-		return lang.L("Client")
-	case "Model":
-		return lang.L("Model")
-	case "Upstream":
-		return lang.L("Upstream")
-	case "Key":
-		return lang.L("Key")
-	case "Route":
-		return lang.L("Route")
-	case "Status":
-		return lang.L("Status")
-	case "TTFB":
-		return lang.L("First byte")
-	case "Duration":
-		return lang.L("Duration")
-	}
-	return lang.L("Tokens")
 }
 
 // run reads the request log until ctx is done and hands what arrived to

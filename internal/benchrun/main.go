@@ -34,6 +34,7 @@ import (
 	"time"
 
 	"github.com/gatehouse-app/gatehouse/internal/testproxy"
+	"github.com/gatehouse-app/gatehouse/internal/xvfb"
 	"github.com/gatehouse-app/gatehouse/proxy"
 )
 
@@ -667,7 +668,7 @@ interval = "1m"
 	}
 	// The desktop app, window open, under Xvfb when it is installed: it
 	// must forward as fast as serve.
-	if display, stopX, err := startXvfb(); err == nil {
+	if display, stopX, err := xvfb.Start(); err == nil {
 		defer stopX()
 		paths = append(paths, struct{ name, process, via, display string }{"gatehouse desktop app (Xvfb)", "gatehouse-desktop", "direct", display})
 	} else {
@@ -741,31 +742,6 @@ func showRequests(display string) {
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
-}
-
-// startXvfb starts an X server for the desktop app and returns its display.
-func startXvfb() (string, func(), error) {
-	if _, err := exec.LookPath("Xvfb"); err != nil {
-		return "", nil, errors.New("Xvfb is not installed (apt-get install xvfb)")
-	}
-	r, w, err := os.Pipe()
-	if err != nil {
-		return "", nil, err
-	}
-	defer r.Close()
-	cmd := exec.Command("Xvfb", "-displayfd", "3", "-screen", "0", "1280x800x24", "-nolisten", "tcp")
-	cmd.ExtraFiles = []*os.File{w}
-	err = cmd.Start()
-	w.Close()
-	if err != nil {
-		return "", nil, err
-	}
-	line, err := bufio.NewReader(r).ReadString('\n')
-	if err != nil {
-		_ = cmd.Process.Kill()
-		return "", nil, fmt.Errorf("Xvfb did not start: %w", err)
-	}
-	return ":" + strings.TrimSpace(line), func() { _ = cmd.Process.Kill(); _ = cmd.Wait() }, nil
 }
 
 // report prints every figure as a ratio to the floor's, with the raw value.

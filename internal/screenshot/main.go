@@ -24,6 +24,7 @@ import (
 
 	"github.com/gatehouse-app/gatehouse/internal/mockllm"
 	"github.com/gatehouse-app/gatehouse/internal/testproxy"
+	"github.com/gatehouse-app/gatehouse/internal/xvfb"
 )
 
 // sections and where their tabs are in the sidebar (the window's own
@@ -68,7 +69,8 @@ func main() {
 	defer httpProxy.Stop()
 	dead := "http://" + freeAddr()
 
-	display, stopX := startXvfb()
+	display, stopX, err := xvfb.Start()
+	must(err)
 	defer stopX()
 	for _, l := range langs {
 		listen := freeAddr()
@@ -157,18 +159,6 @@ func traffic(listen string) {
 type devNull struct{}
 
 func (devNull) Write(p []byte) (int, error) { return len(p), nil }
-
-func startXvfb() (string, func()) {
-	r, w, err := os.Pipe()
-	must(err)
-	cmd := exec.Command("Xvfb", "-displayfd", "3", "-screen", "0", "1280x800x24", "-nolisten", "tcp")
-	cmd.ExtraFiles = []*os.File{w}
-	must(cmd.Start())
-	w.Close()
-	line, err := bufio.NewReader(r).ReadString('\n')
-	must(err)
-	return ":" + strings.TrimSpace(line), func() { _ = cmd.Process.Kill(); _ = cmd.Wait() }
-}
 
 func window(env []string) string {
 	for range 200 {
