@@ -14,6 +14,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -401,11 +402,22 @@ func (h *trayHost) waitMenu(t *testing.T, what string, ok func(trayItem) bool) t
 	return m
 }
 
-// click clicks the item whose label starts with prefix.
+// click clicks the item whose label starts with prefix, once two reads
+// in a row agree on its id (ids change when the menu is rebuilt).
 func (h *trayHost) click(t *testing.T, prefix string) {
 	t.Helper()
-	m := h.waitMenu(t, "an item "+prefix, func(m trayItem) bool { _, ok := m.find(prefix); return ok })
-	it, _ := m.find(prefix)
+	var it trayItem
+	last := int32(-1)
+	h.waitMenu(t, "an item "+prefix, func(m trayItem) bool {
+		found, ok := m.find(prefix)
+		if !ok {
+			last = -1
+			return false
+		}
+		stable := found.id == last
+		it, last = found, found.id
+		return stable
+	})
 	require.NoError(t, h.menu.Call("com.canonical.dbusmenu.Event", 0, it.id, "clicked", dbus.MakeVariant(""), uint32(0)).Err)
 }
 
@@ -433,15 +445,16 @@ func TestTrayOverDBus(t *testing.T) {
 		t.Fatalf("the app never registered its tray item:\n%s", p.output())
 	}
 
-	m := host.waitMenu(t, "both pools checked", func(m trayItem) bool {
+	want := []string{"Forwarding on " + listen, "---", "Open Gatehouse", "Copy base URL", "Pause forwarding", "---",
+		"Pool work", "Pool spare", "Direct connection (bypass proxies)", "---", "Quit"} // exactly one Quit, ours
+	// Read until the whole menu is there: a read during a rebuild sees part.
+	m := host.waitMenu(t, "both pools checked, the whole menu", func(m trayItem) bool {
 		_, liveUp := m.find("✓ " + live.URL)
 		_, deadDown := m.find("✗ " + dead)
-		return liveUp && deadDown
+		work, _ := m.find("Pool work")
+		return liveUp && deadDown && slices.Equal(m.labels(), want) && len(work.children) == 6
 	})
-	assert.Equal(t, []string{"Forwarding on " + listen, "---", "Open Gatehouse", "Copy base URL", "Pause forwarding", "---",
-		"Pool work", "Pool spare", "Direct connection (bypass proxies)", "---", "Quit"}, m.labels(), "exactly one Quit, ours")
 	work, _ := m.find("Pool work")
-	require.Len(t, work.children, 6, work.labels())
 	assert.Equal(t, "Automatic (fallback)", work.children[0].label)
 	assert.True(t, work.children[0].checked, "nothing pinned")
 	assert.Regexp(t, `^✗ `+regexp.QuoteMeta(dead)+` — .+`, work.children[2].label)

@@ -63,7 +63,10 @@ func Run(a fyne.App, o Options) error {
 		stopping()
 		a.Quit()
 	}
-	a.Lifecycle().SetOnStopped(stopping) // also when a signal ends the app
+	// Not Lifecycle().SetOnStopped: Fyne 2.8.1 queues that callback while
+	// it drains its work queue at exit, and the app can then hang in
+	// Run (seen here once in a few dozen quits). A signal ends Run too, and
+	// stopping follows it below.
 
 	var wg sync.WaitGroup
 	wg.Go(func() { b.run(ctx) })
@@ -81,7 +84,7 @@ func Run(a fyne.App, o Options) error {
 	})
 	u.window.Show()
 	a.Run()
-	cancel()
+	stopping()
 	o.Log.Info("stopping; letting open requests finish", "grace", ShutdownGrace)
 	wg.Wait()
 	return nil
