@@ -179,6 +179,10 @@ func (s *Service) Run(ctx context.Context, reload <-chan struct{}) error {
 		IdleTimeout:       5 * time.Minute,
 		ErrorLog:          slog.NewLogLogger(s.log.Handler(), slog.LevelDebug),
 	}
+	// The config folder is made if it is missing (as SaveConfig would), so
+	// that a config.toml written there later is noticed; made before Ready,
+	// so that whoever waits for Ready can write there at once.
+	_ = os.MkdirAll(filepath.Dir(s.path), 0o700)
 	s.log.Info("forwarder listening", "url", "http://"+ln.Addr().String()+"/v1", "config", s.path)
 	if s.Ready != nil {
 		s.Ready(ln.Addr())
@@ -250,6 +254,11 @@ func (s *Service) watch(ctx context.Context, reload <-chan struct{}) {
 	const settle = 200 * time.Millisecond
 	timer := time.NewTimer(settle)
 	timer.Stop()
+	if err == nil {
+		// A file written between the start and the watch is read now
+		// (Reload does nothing when it says what is in use).
+		timer.Reset(settle)
+	}
 	target := filepath.Clean(s.path)
 	for {
 		select {
