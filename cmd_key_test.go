@@ -1,10 +1,7 @@
 package main
 
 import (
-	"context"
 	"fmt"
-	"io"
-	"log/slog"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -235,10 +232,7 @@ func TestKeyListShowsKeyStates(t *testing.T) {
 		}
 	}))
 	defer up.Close()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	require.NoError(t, err)
-	listen := ln.Addr().String()
-	ln.Close()
+	listen := freeListen(t)
 	cfg := filepath.Join(t.TempDir(), "config.toml")
 	writeFile(t, cfg, fmt.Sprintf("listen = %q\n[[upstreams]]\nname = \"openai\"\nbase_url = %q\nmodels = [\"gpt-*\"]\nkeys = [\"cool\", \"reject\", \"good\"]\nkey_strategy = \"fill-first\"\n", listen, up.URL+"/v1"))
 	s := keystore.Secrets{Store: mem}
@@ -250,18 +244,8 @@ func TestKeyListShowsKeyStates(t *testing.T) {
 	require.Equal(t, 0, code)
 	assert.Contains(t, out, "The forwarder is not running")
 
-	ctx, cancel := context.WithCancel(context.Background())
-	c := &cli{ctx: ctx, log: slog.New(slog.DiscardHandler), stdin: strings.NewReader(""), stdout: io.Discard, stderr: io.Discard, store: mem}
-	served := make(chan error, 1)
-	go func() { served <- c.serve([]string{"--config", cfg}) }()
-	defer func() { cancel(); <-served }()
-	var res *http.Response
-	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(20 * time.Millisecond) {
-		res, err = http.Post("http://"+listen+"/v1/chat/completions", "application/json", strings.NewReader(`{"model":"gpt-4o"}`))
-		if err == nil || time.Now().After(deadline) {
-			break
-		}
-	}
+	startForwarder(t, mem, cfg, listen)
+	res, err := http.Post("http://"+listen+"/v1/chat/completions", "application/json", strings.NewReader(`{"model":"gpt-4o"}`))
 	require.NoError(t, err)
 	res.Body.Close()
 	require.Equal(t, http.StatusOK, res.StatusCode, "cool (429) and reject (401) gave way to good")
@@ -287,10 +271,7 @@ func TestKeyEnable(t *testing.T) {
 		w.Write([]byte(`{}`))
 	}))
 	defer up.Close()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	require.NoError(t, err)
-	listen := ln.Addr().String()
-	ln.Close()
+	listen := freeListen(t)
 	cfg := filepath.Join(t.TempDir(), "config.toml")
 	writeFile(t, cfg, fmt.Sprintf("listen = %q\n[[upstreams]]\nname = \"openai\"\nbase_url = %q\nmodels = [\"gpt-*\"]\nkeys = [\"first\", \"second\"]\nkey_strategy = \"fill-first\"\n", listen, up.URL+"/v1"))
 	s := keystore.Secrets{Store: mem}
@@ -301,18 +282,8 @@ func TestKeyEnable(t *testing.T) {
 	require.Equal(t, 0, code)
 	assert.Contains(t, out, "The forwarder is not running", "no forwarder, no rejected key")
 
-	ctx, cancel := context.WithCancel(context.Background())
-	c := &cli{ctx: ctx, log: slog.New(slog.DiscardHandler), stdin: strings.NewReader(""), stdout: io.Discard, stderr: io.Discard, store: mem}
-	served := make(chan error, 1)
-	go func() { served <- c.serve([]string{"--config", cfg}) }()
-	defer func() { cancel(); <-served }()
-	var res *http.Response
-	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(20 * time.Millisecond) {
-		res, err = http.Post("http://"+listen+"/v1/chat/completions", "application/json", strings.NewReader(`{"model":"gpt-4o"}`))
-		if err == nil || time.Now().After(deadline) {
-			break
-		}
-	}
+	startForwarder(t, mem, cfg, listen)
+	res, err := http.Post("http://"+listen+"/v1/chat/completions", "application/json", strings.NewReader(`{"model":"gpt-4o"}`))
 	require.NoError(t, err)
 	res.Body.Close()
 	require.Equal(t, http.StatusOK, res.StatusCode, "first (401) gave way to second")

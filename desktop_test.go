@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"io"
 	"log"
-	"net"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -116,13 +115,6 @@ func firstLines(s string, n int) string {
 	return strings.Join(lines[:min(n, len(lines))], " | ")
 }
 
-func freePort(t *testing.T) string {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	require.NoError(t, err)
-	defer ln.Close()
-	return ln.Addr().String()
-}
-
 // desktopConfig writes a config with one upstream (a mock LLM) routed
 // through pool "work" (a real proxy that is up and a dead one), and pool
 // "spare".
@@ -139,8 +131,8 @@ func desktopConfig(t *testing.T) (path, listen string, mock *mockllm.Server, liv
 	t.Cleanup(up.Close)
 	live = testproxy.HTTP("", "")
 	t.Cleanup(live.Stop)
-	dead = "http://" + freePort(t)
-	listen = freePort(t)
+	dead = "http://" + freeListen(t)
+	listen = freeListen(t)
 	path = filepath.Join(t.TempDir(), "config.toml")
 	require.NoError(t, os.WriteFile(path, []byte(fmt.Sprintf(`version = 1
 listen = %q
