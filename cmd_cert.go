@@ -28,8 +28,7 @@ func (c *cli) certImport(args []string) error {
 	if err != nil {
 		return err
 	}
-	cfg, up, err := editConfig(*cfgPath, pos[0])
-	if err != nil {
+	if _, _, err := editConfig(*cfgPath, pos[0]); err != nil {
 		return err
 	}
 	var cc *keystore.ClientCert
@@ -62,22 +61,12 @@ func (c *cli) certImport(args []string) error {
 		fmt.Fprintln(c.stderr, "gatehouse: cert import takes --cert FILE --key FILE, or --p12 FILE")
 		return errUsage
 	}
-	warning, err := cc.Check(time.Now())
+	info, warning, err := c.setup(*cfgPath).ImportCert(pos[0], cc)
 	if err != nil {
 		return err
 	}
-	if err := (keystore.Secrets{Store: c.store}).Set(keystore.CertName(up.Name), cc.PEM); err != nil {
-		return fmt.Errorf("store the certificate: %w", err)
-	}
-	if !up.ClientCert {
-		up.ClientCert = true
-		if err := proxy.SaveConfig(*cfgPath, cfg); err != nil {
-			return err
-		}
-	}
-	info := cc.Info()
 	fmt.Fprintf(c.stdout, "Stored the client certificate of upstream %q in the keychain; it is presented to that upstream only.\n  subject  %s\n  issuer   %s\n  expires  %s\n  sha256   %s\n",
-		up.Name, info.Subject, info.Issuer, info.NotAfter.Format(time.DateOnly), info.Fingerprint)
+		pos[0], info.Subject, info.Issuer, info.NotAfter.Format(time.DateOnly), info.Fingerprint)
 	if warning != "" {
 		fmt.Fprintln(c.stderr, "gatehouse: warning:", warning)
 	}
@@ -100,7 +89,7 @@ func (c *cli) certList(args []string) error {
 		if !up.ClientCert {
 			continue
 		}
-		cc, err := keystore.StoredClientCert(keystore.Secrets{Store: c.store}, up.Name)
+		cc, err := c.setup(*cfgPath).Cert(up.Name)
 		switch {
 		case err == nil:
 			info := cc.Info()
@@ -126,23 +115,9 @@ func (c *cli) certRm(args []string) error {
 	if err != nil {
 		return err
 	}
-	cfg, up, err := editConfig(*cfgPath, pos[0])
-	if err != nil {
+	if err := c.setup(*cfgPath).RemoveCert(pos[0]); err != nil {
 		return err
 	}
-	err = keystore.Secrets{Store: c.store}.Delete(keystore.CertName(up.Name))
-	if err != nil && !errors.Is(err, keystore.ErrNotFound) {
-		return fmt.Errorf("delete the certificate: %w", err)
-	}
-	if errors.Is(err, keystore.ErrNotFound) && !up.ClientCert {
-		return fmt.Errorf("upstream %q has no client certificate", up.Name)
-	}
-	if up.ClientCert {
-		up.ClientCert = false
-		if err := proxy.SaveConfig(*cfgPath, cfg); err != nil {
-			return err
-		}
-	}
-	fmt.Fprintf(c.stdout, "Removed the client certificate of upstream %q.\n", up.Name)
+	fmt.Fprintf(c.stdout, "Removed the client certificate of upstream %q.\n", pos[0])
 	return nil
 }

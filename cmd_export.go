@@ -1,17 +1,13 @@
 package main
 
 import (
-	"bytes"
 	"errors"
 	"fmt"
 	"os"
-	"path/filepath"
 	"strings"
 
 	"golang.org/x/term"
 
-	"github.com/gatehouse-app/gatehouse/keystore"
-	"github.com/gatehouse-app/gatehouse/proxy"
 )
 
 // export writes the config and every secret it names into one file
@@ -26,31 +22,12 @@ func (c *cli) export(args []string) error {
 		fmt.Fprintln(c.stderr, "gatehouse: export needs --out FILE")
 		return errUsage
 	}
-	text, err := os.ReadFile(*cfgPath)
-	if errors.Is(err, os.ErrNotExist) {
-		return fmt.Errorf("nothing to export: there is no config at %s", *cfgPath)
-	}
-	if err != nil {
-		return err
-	}
-	cfg, err := proxy.ParseConfig(*cfgPath, text)
-	if err != nil {
-		return err
-	}
 	pass, err := c.readPassphrase(true)
 	if err != nil {
 		return err
 	}
-	var buf bytes.Buffer
-	found, missing, err := keystore.Export(&buf, text, cfg, keystore.Secrets{Store: c.store}, pass)
+	found, missing, err := c.setup(*cfgPath).Export(*out, pass)
 	if err != nil {
-		return err
-	}
-	if err := os.WriteFile(*out+".tmp", buf.Bytes(), 0o600); err != nil {
-		return err
-	}
-	if err := os.Rename(*out+".tmp", *out); err != nil {
-		os.Remove(*out + ".tmp")
 		return err
 	}
 	fmt.Fprintf(c.stdout, "Exported the config and %d secrets to %s, encrypted with your passphrase.\n", len(found), *out)
@@ -67,38 +44,20 @@ func (c *cli) import_(args []string) error {
 	if err != nil {
 		return err
 	}
-	f, err := os.Open(pos[0])
-	if err != nil {
-		return err
-	}
-	defer f.Close()
 	pass, err := c.readPassphrase(false)
 	if err != nil {
 		return err
 	}
-	b, err := keystore.OpenExport(f, pass)
+	done, err := c.setup(*cfgPath).Import(pos[0], pass)
 	if err != nil {
 		return err
 	}
-	if _, err := proxy.ParseConfig(*cfgPath, []byte(b.Config)); err != nil {
-		return fmt.Errorf("the exported config is not valid on this machine (%w); nothing was changed", err)
-	}
-	_, statErr := os.Stat(*cfgPath)
-	replaced, added, err := b.Restore(keystore.Secrets{Store: c.store})
-	if err != nil {
-		return err
-	}
-	if err := os.MkdirAll(filepath.Dir(*cfgPath), 0o700); err != nil {
-		return err
-	}
-	if err := proxy.SaveConfigText(*cfgPath, []byte(b.Config)); err != nil {
-		return err
-	}
-	if statErr == nil {
+	if done.ConfigExisted {
 		fmt.Fprintf(c.stdout, "Replaced the config at %s.\n", *cfgPath)
 	} else {
 		fmt.Fprintf(c.stdout, "Wrote the config to %s.\n", *cfgPath)
 	}
+	replaced, added := done.Replaced, done.Added
 	fmt.Fprintf(c.stdout, "Keychain: %d added, %d replaced.\n", len(added), len(replaced))
 	for _, name := range replaced {
 		fmt.Fprintf(c.stdout, "  replaced %s\n", name)

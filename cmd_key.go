@@ -66,26 +66,25 @@ func (c *cli) keyAdd(args []string) error {
 	if err := proxy.ValidateLabel(*label); err != nil {
 		return err
 	}
-	cfg, up, err := editConfig(*cfgPath, pos[0])
+	if _, _, err := editConfig(*cfgPath, pos[0]); err != nil {
+		return err
+	}
+	secret, err := c.readSecret(fmt.Sprintf("Key for upstream %s (input is hidden): ", pos[0]),
+		fmt.Sprintf("printf %%s \"$KEY\" | gatehouse key add %s", pos[0]), false)
 	if err != nil {
 		return err
 	}
-	secret, err := c.readSecret(fmt.Sprintf("Key for upstream %s (input is hidden): ", up.Name),
-		fmt.Sprintf("printf %%s \"$KEY\" | gatehouse key add %s", up.Name), false)
+	masked, err := c.setup(*cfgPath).AddKey(pos[0], *label, secret)
 	if err != nil {
 		return err
 	}
-	if err := (keystore.Secrets{Store: c.store}).Set(keystore.KeyName(up.Name, *label), secret); err != nil {
-		return fmt.Errorf("store the key: %w", err)
-	}
-	if !slices.Contains(up.Keys, *label) {
-		up.Keys = append(up.Keys, *label)
-		if err := proxy.SaveConfig(*cfgPath, cfg); err != nil {
-			return err
-		}
-	}
-	fmt.Fprintf(c.stdout, "Stored key %q of upstream %q in the keychain (%s).\n", *label, up.Name, keystore.Mask(secret))
+	fmt.Fprintf(c.stdout, "Stored key %q of upstream %q in the keychain (%s).\n", *label, pos[0], masked)
 	return nil
+}
+
+// setup is the setup operations on the config at cfgPath and the keychain.
+func (c *cli) setup(cfgPath string) *setup.Setup {
+	return &setup.Setup{ConfigPath: cfgPath, Store: c.store}
 }
 
 func (c *cli) keyList(args []string) error {
@@ -229,27 +228,10 @@ func (c *cli) keyRm(args []string) error {
 	if err != nil {
 		return err
 	}
-	cfg, up, err := editConfig(*cfgPath, pos[0])
-	if err != nil {
+	if err := c.setup(*cfgPath).RemoveKey(pos[0], pos[1]); err != nil {
 		return err
 	}
-	label := pos[1]
-	err = keystore.Secrets{Store: c.store}.Delete(keystore.KeyName(up.Name, label))
-	inKeychain := err == nil
-	if err != nil && !errors.Is(err, keystore.ErrNotFound) {
-		return fmt.Errorf("delete the key: %w", err)
-	}
-	i := slices.Index(up.Keys, label)
-	if i < 0 && !inKeychain {
-		return fmt.Errorf("upstream %q has no key labelled %q; see gatehouse key list", up.Name, label)
-	}
-	if i >= 0 {
-		up.Keys = slices.Delete(up.Keys, i, i+1)
-		if err := proxy.SaveConfig(*cfgPath, cfg); err != nil {
-			return err
-		}
-	}
-	fmt.Fprintf(c.stdout, "Removed key %q of upstream %q.\n", label, up.Name)
+	fmt.Fprintf(c.stdout, "Removed key %q of upstream %q.\n", pos[1], pos[0])
 	return nil
 }
 

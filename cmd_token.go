@@ -2,9 +2,7 @@ package main
 
 import (
 	"fmt"
-	"slices"
 	"text/tabwriter"
-	"time"
 
 	"github.com/gatehouse-app/gatehouse/proxy"
 )
@@ -23,27 +21,13 @@ func (c *cli) tokenAdd(args []string) error {
 		return err
 	}
 	name := pos[0]
-	if err := proxy.ValidateLabel(name); err != nil {
-		return fmt.Errorf("token name: %w", err)
-	}
-	cfg, err := proxy.LoadConfig(*cfgPath)
+	tok, first, err := c.setup(*cfgPath).AddToken(name)
 	if err != nil {
-		return err
-	}
-	if slices.ContainsFunc(cfg.Tokens, func(t proxy.Token) bool { return t.Name == name }) {
-		return fmt.Errorf("a token named %q exists; remove it first with `gatehouse token rm %s`, or choose another name", name, name)
-	}
-	tok, hash, err := proxy.NewToken()
-	if err != nil {
-		return err
-	}
-	cfg.Tokens = append(cfg.Tokens, proxy.Token{Name: name, SHA256: hash, Created: time.Now().UTC().Format(time.RFC3339)})
-	if err := proxy.SaveConfig(*cfgPath, cfg); err != nil {
 		return err
 	}
 	fmt.Fprintln(c.stdout, tok)
 	fmt.Fprintf(c.stderr, "Token %q made. It is shown only this once: give it to the client as its API key.\n", name)
-	if len(cfg.Tokens) == 1 {
+	if first {
 		fmt.Fprintln(c.stderr, "From now on every client needs a token, on loopback too.")
 	}
 	return nil
@@ -76,17 +60,8 @@ func (c *cli) tokenRm(args []string) error {
 	if err != nil {
 		return err
 	}
-	cfg, err := proxy.LoadConfig(*cfgPath)
-	if err != nil {
+	if err := c.setup(*cfgPath).RemoveToken(pos[0]); err != nil {
 		return err
-	}
-	i := slices.IndexFunc(cfg.Tokens, func(t proxy.Token) bool { return t.Name == pos[0] })
-	if i < 0 {
-		return fmt.Errorf("no token named %q; see gatehouse token list", pos[0])
-	}
-	cfg.Tokens = slices.Delete(cfg.Tokens, i, i+1)
-	if err := proxy.SaveConfig(*cfgPath, cfg); err != nil {
-		return fmt.Errorf("%w; the last token cannot go while listen shares the forwarder with the network", err)
 	}
 	fmt.Fprintf(c.stdout, "Removed token %q.\n", pos[0])
 	return nil

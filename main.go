@@ -265,6 +265,7 @@ func (c *cli) serve(args []string) error {
 // newService makes the forwarder's service with the keychain's credentials
 // and the usage totals; serve and the desktop app both run one.
 func (c *cli) newService(cfgPath, listen string, reqlog *proxy.RequestLog) (*proxy.Service, error) {
+	proxy.Version = version
 	svc, err := proxy.NewService(cfgPath, listen, keystore.NewCredentials(c.store), reqlog, c.log)
 	if err != nil {
 		return nil, err

@@ -119,8 +119,9 @@ func OpenExport(r io.Reader, passphrase string) (*Bundle, error) {
 
 // Restore writes the bundle's secrets into s. If a write fails, the
 // entries written so far get their old values back. It returns the names
-// that replaced an existing value and those that were new.
-func (b *Bundle) Restore(s Secrets) (replaced, added []string, err error) {
+// that replaced an existing value and those that were new, and undo, which
+// puts the keychain back as it was (for a caller whose next step fails).
+func (b *Bundle) Restore(s Secrets) (replaced, added []string, undo func(cause error) error, err error) {
 	names := make([]string, 0, len(b.Secrets))
 	for name := range b.Secrets {
 		names = append(names, name)
@@ -130,11 +131,11 @@ func (b *Bundle) Restore(s Secrets) (replaced, added []string, err error) {
 	for _, name := range names {
 		old, err := s.Get(name)
 		if err != nil && !errors.Is(err, ErrNotFound) {
-			return nil, nil, rollback(s, done, err)
+			return nil, nil, nil, rollback(s, done, err)
 		}
 		existed := err == nil
 		if err := s.Set(name, b.Secrets[name]); err != nil {
-			return nil, nil, rollback(s, done, err)
+			return nil, nil, nil, rollback(s, done, err)
 		}
 		done = append(done, restoreStep{name, old, existed})
 		if existed {
@@ -143,7 +144,7 @@ func (b *Bundle) Restore(s Secrets) (replaced, added []string, err error) {
 			added = append(added, name)
 		}
 	}
-	return replaced, added, nil
+	return replaced, added, func(cause error) error { return rollback(s, done, cause) }, nil
 }
 
 // restoreStep is an entry Restore wrote, with what it held before.

@@ -45,7 +45,7 @@ func TestRestoreRollsBackOnFailure(t *testing.T) {
 	require.NoError(t, err)
 	mem := NewMemory()
 	require.NoError(t, mem.Set(KeyName("a", "k1"), "old-k1"))
-	_, _, err = b.Restore(Secrets{Store: &failingStore{Memory: mem, n: 2}})
+	_, _, _, err = b.Restore(Secrets{Store: &failingStore{Memory: mem, n: 2}})
 	require.ErrorContains(t, err, "put back as it was")
 	assert.Equal(t, map[string]string{KeyName("a", "k1"): "old-k1"}, mem.Values())
 }

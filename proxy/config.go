@@ -57,15 +57,18 @@ type Token struct {
 
 // Upstream is one API the forwarder can reach.
 type Upstream struct {
-	Name       string   `toml:"name"`
-	BaseURL    string   `toml:"base_url"`
-	Models     []string `toml:"models,omitempty"`
-	Auth       string   `toml:"auth,omitempty"`
-	Keys       []string `toml:"keys,omitempty"`
-	KeyEnv     string   `toml:"key_env,omitempty"`
-	Via        string   `toml:"via,omitempty"`
-	ClientCert bool     `toml:"client_cert,omitempty"`
-	CAFile     string   `toml:"ca_file,omitempty"`
+	Name    string   `toml:"name"`
+	BaseURL string   `toml:"base_url"`
+	Models  []string `toml:"models,omitempty"`
+	Auth    string   `toml:"auth,omitempty"`
+	Keys    []string `toml:"keys,omitempty"`
+	// KeyAdded holds the day each key was stored ("2026-12-01"), by label,
+	// for the rotation hint; never the key.
+	KeyAdded   map[string]string `toml:"key_added,inline,omitempty"`
+	KeyEnv     string            `toml:"key_env,omitempty"`
+	Via        string            `toml:"via,omitempty"`
+	ClientCert bool              `toml:"client_cert,omitempty"`
+	CAFile     string            `toml:"ca_file,omitempty"`
 	// FirstByteTimeout bounds the wait for the upstream's response headers
 	// (a Go duration such as "120s"); empty means DefaultFirstByteTimeout.
 	FirstByteTimeout string `toml:"first_byte_timeout,omitempty"`
@@ -321,15 +324,20 @@ func decodeError(path string, err error) error {
 
 // SaveConfig validates c and writes it to path atomically: a temporary file
 // in the same folder, synced, then renamed over the old one, so a failure at
-// any point leaves the old file as it was. The folder is created 0700, the
+// any point leaves the old file as it was. The file's comments, order and
+// blank lines are kept (see configedit.go). The folder is created 0700, the
 // file is 0600.
 func SaveConfig(path string, c *Config) error {
 	if err := c.validate(filepath.Dir(path)); err != nil {
 		return fmt.Errorf("not saved, the config is invalid: %w", err)
 	}
-	data, err := toml.Marshal(c)
+	old, err := os.ReadFile(path)
+	if err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return fmt.Errorf("read config: %w", err)
+	}
+	data, err := encodeConfig(path, old, c)
 	if err != nil {
-		return fmt.Errorf("encode config: %w", err)
+		return err
 	}
 	return writeAtomic(path, data)
 }

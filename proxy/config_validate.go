@@ -216,6 +216,11 @@ func (u *Upstream) validate(field string, names, pools map[string]bool, dir stri
 		}
 		labels[l] = true
 	}
+	for l, day := range u.KeyAdded {
+		if _, err := time.Parse(time.DateOnly, day); err != nil || !labels[l] {
+			return fieldErr(field+".key_added", "key_added.%s = %q: write the day a key in keys was added, such as \"2026-12-01\"", l, day)
+		}
+	}
 	if u.KeyEnv != "" && !envVarRE.MatchString(u.KeyEnv) {
 		return fieldErr(field+".key_env", "%q is not an environment variable name; write for instance \"OPENAI_API_KEY\"", u.KeyEnv)
 	}

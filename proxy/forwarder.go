@@ -278,6 +278,10 @@ func (f *Forwarder) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		f.serveStatus(rw, r)
 		return
 	}
+	if r.URL.Path == InfoPath && r.Method == http.MethodGet {
+		serveInfo(rt, rw, r)
+		return
+	}
 	if r.URL.Path == KeyEnablePath {
 		if e := f.serveKeyEnable(rw, r); e != nil {
 			rec.Error = e.Message
@@ -549,6 +553,48 @@ func (f *Forwarder) serveStatus(w http.ResponseWriter, r *http.Request) {
 	w.Header().Set("Content-Type", "application/json")
 	w.Header().Set("Cache-Control", "no-store")
 	_ = json.NewEncoder(w).Encode(FullStatus{Status: f.Status(), Keys: f.KeyStatus(), Process: readProcessStats()})
+}
+
+// Version is the program's version, for /api/info; main sets it.
+var Version = "dev"
+
+// InfoPath describes the forwarder to clients and tools, without a token
+// (like /health) but behind the Host and Origin checks: what it serves,
+// never a key or a token.
+const InfoPath = "/api/info"
+
+// Info is the body of GET /api/info.
+type Info struct {
+	Name           string         `json:"name"`
+	Version        string         `json:"version"`
+	BaseURL        string         `json:"base_url"`
+	TokensRequired bool           `json:"tokens_required"`
+	Upstreams      []InfoUpstream `json:"upstreams"`
+	Endpoints      []string       `json:"endpoints"`
+}
+
+// InfoUpstream is an upstream as /api/info shows it.
+type InfoUpstream struct {
+	Name   string   `json:"name"`
+	Models []string `json:"models"`
+}
+
+// infoEndpoints are the paths the forwarder serves.
+var infoEndpoints = []string{
+	"/v1/chat/completions", "/v1/responses", "/v1/messages", "/v1/completions", "/v1/embeddings",
+	"/v1/models", "/v1/queue", "/v1/* (any other path, routed by the model in the body)",
+	"/u/<upstream>/* (one upstream, by name)", "/health", InfoPath,
+}
+
+func serveInfo(rt *runtime, w http.ResponseWriter, r *http.Request) {
+	info := Info{Name: "Gatehouse", Version: Version, BaseURL: "http://" + r.Host + "/v1",
+		TokensRequired: len(rt.cfg.Tokens) > 0, Upstreams: []InfoUpstream{}, Endpoints: infoEndpoints}
+	for _, u := range rt.cfg.Upstreams {
+		info.Upstreams = append(info.Upstreams, InfoUpstream{Name: u.Name, Models: append([]string{}, u.Models...)})
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("Cache-Control", "no-store")
+	_ = json.NewEncoder(w).Encode(info)
 }
 
 func (f *Forwarder) serveHealth(rt *runtime, w http.ResponseWriter, r *http.Request) {

@@ -2,9 +2,13 @@ package proxy
 
 import (
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"strings"
 	"sync"
@@ -79,14 +83,34 @@ func (c *modelCache) ids(ctx context.Context, u *upstreamRT) []string {
 func (c *modelCache) fetch(ctx context.Context, u *upstreamRT) ([]string, error) {
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), modelsTimeout)
 	defer cancel()
+	return c.f.listModels(ctx, u)
+}
+
+// errModelsStatus is a model list answered with another status than 200.
+type errModelsStatus struct {
+	url    string
+	status int
+	text   string
+}
+
+func (e *errModelsStatus) Error() string { return fmt.Sprintf("GET %s answered %s", e.url, e.text) }
+
+// errNoKey is an upstream without a usable key.
+type errNoKey struct{ err error }
+
+func (e *errNoKey) Error() string { return e.err.Error() }
+func (e *errNoKey) Unwrap() error { return e.err }
+
+// listModels asks an upstream for its model ids with its first usable key.
+func (f *Forwarder) listModels(ctx context.Context, u *upstreamRT) ([]string, error) {
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u.target("models", "").String(), nil)
 	if err != nil {
 		return nil, err
 	}
 	if u.cfg.Auth != AuthNone {
-		cred, err := c.f.creds.Credential(u.cfg)
+		cred, err := f.creds.Credential(u.cfg)
 		if err != nil {
-			return nil, err
+			return nil, &errNoKey{err}
 		}
 		applyAuth(req, u.cfg, cred, nil)
 	}
@@ -99,7 +123,7 @@ func (c *modelCache) fetch(ctx context.Context, u *upstreamRT) ([]string, error)
 	}
 	defer res.Body.Close()
 	if res.StatusCode != http.StatusOK {
-		return nil, fmt.Errorf("GET %s answered %s", req.URL.Redacted(), res.Status)
+		return nil, &errModelsStatus{req.URL.Redacted(), res.StatusCode, res.Status}
 	}
 	var list struct {
 		Data []struct {
@@ -156,4 +180,66 @@ func (f *Forwarder) serveModels(rt *runtime, w http.ResponseWriter, r *http.Requ
 		Object string  `json:"object"`
 		Data   []Model `json:"data"`
 	}{"list", data})
+}
+
+// UpstreamTest is what TestUpstream found.
+type UpstreamTest struct {
+	Models int           // how many models the upstream lists
+	Took   time.Duration // the time the answer took
+	Route  string        // how it was reached
+}
+
+// TestUpstream asks the upstream named name for its model list, through
+// its configured route with its first usable key, as the window's Test
+// button does. A failure is said in plain words: a wrong key, a proxy
+// down, a certificate refused, no answer in time.
+func (f *Forwarder) TestUpstream(ctx context.Context, name string, timeout time.Duration) (UpstreamTest, error) {
+	var u *upstreamRT
+	for _, x := range f.state.Load().upstreams {
+		if x.cfg.Name == name {
+			u = x
+		}
+	}
+	if u == nil {
+		return UpstreamTest{}, fmt.Errorf("no upstream named %q is in use; save it first", name)
+	}
+	rec := &Record{Route: u.route}
+	ctx, cancel := context.WithTimeout(context.WithValue(ctx, ctxKey{}, &forwardState{rec: rec}), timeout)
+	defer cancel()
+	start := time.Now()
+	ids, err := f.listModels(ctx, u)
+	t := UpstreamTest{Models: len(ids), Took: time.Since(start), Route: rec.Route}
+	if err != nil {
+		return t, explainTestError(err, timeout, rec.Route)
+	}
+	return t, nil
+}
+
+func explainTestError(err error, timeout time.Duration, route string) error {
+	var status *errModelsStatus
+	var certInvalid x509.CertificateInvalidError
+	var unknownCA x509.UnknownAuthorityError
+	var hostname x509.HostnameError
+	var alert tls.AlertError
+	var netErr net.Error
+	var noKey *errNoKey
+	switch {
+	case errors.As(err, &noKey):
+		return fmt.Errorf("no key: %v", noKey.err)
+	case errors.As(err, &status) && (status.status == http.StatusUnauthorized || status.status == http.StatusForbidden):
+		return fmt.Errorf("wrong key: the upstream refused it (%s); check that it is this provider's key, or add it again", status.text)
+	case errors.As(err, &status) && status.status == http.StatusNotFound:
+		return fmt.Errorf("the upstream has no model list at its base URL (%s); check the base URL (most end in /v1)", status.text)
+	case errors.As(err, &status):
+		return fmt.Errorf("the upstream answered %s", status.text)
+	case errors.As(err, &certInvalid), errors.As(err, &unknownCA), errors.As(err, &hostname):
+		return fmt.Errorf("certificate refused: the upstream's certificate is not trusted here (%v); set ca_file if it uses a private CA", err)
+	case errors.As(err, &alert) || strings.Contains(err.Error(), "certificate required") || strings.Contains(err.Error(), "bad certificate"):
+		return fmt.Errorf("certificate refused: the upstream did not accept the client certificate (%v); import the right one", err)
+	case errors.Is(err, context.DeadlineExceeded) || (errors.As(err, &netErr) && netErr.Timeout()):
+		return fmt.Errorf("timeout: no answer within %s through %s", timeout, route)
+	case strings.Contains(err.Error(), "proxy"):
+		return fmt.Errorf("proxy down: %v", err)
+	}
+	return fmt.Errorf("could not reach the upstream through %s: %v", route, err)
 }
