@@ -7,7 +7,6 @@ import (
 	"strings"
 
 	"golang.org/x/term"
-
 )
 
 // export writes the config and every secret it names into one file

@@ -328,8 +328,8 @@ func decodeError(path string, err error) error {
 // blank lines are kept (see configedit.go). The folder is created 0700, the
 // file is 0600.
 func SaveConfig(path string, c *Config) error {
-	if err := c.validate(filepath.Dir(path)); err != nil {
-		return fmt.Errorf("not saved, the config is invalid: %w", err)
+	if err := c.Check(path); err != nil {
+		return err
 	}
 	old, err := os.ReadFile(path)
 	if err != nil && !errors.Is(err, fs.ErrNotExist) {
@@ -340,6 +340,16 @@ func SaveConfig(path string, c *Config) error {
 		return err
 	}
 	return writeAtomic(path, data)
+}
+
+// Check fills in c's defaults and validates it as the config at path;
+// an error names the field (see FieldError).
+func (c *Config) Check(path string) error {
+	c.applyDefaults()
+	if err := c.validate(filepath.Dir(path)); err != nil {
+		return fmt.Errorf("not saved, the config is invalid: %w", err)
+	}
+	return nil
 }
 
 // SaveConfigText writes a config document as it is (comments and all),

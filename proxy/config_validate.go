@@ -2,6 +2,7 @@ package proxy
 
 import (
 	"crypto/x509"
+	"errors"
 	"fmt"
 	"net"
 	"net/url"
@@ -31,6 +32,21 @@ type fieldError struct {
 }
 
 func (e *fieldError) Error() string { return e.field + ": " + e.msg }
+
+// FieldError finds a validation error about one field in err: the field's
+// key without its table ("base_url", "listen", "models") and the message
+// without the path, for a form to show next to that field.
+func FieldError(err error) (key, msg string, ok bool) {
+	var fe *fieldError
+	if !errors.As(err, &fe) {
+		return "", "", false
+	}
+	key = fe.field[strings.LastIndex(fe.field, ".")+1:]
+	if i := strings.IndexByte(key, '['); i >= 0 {
+		key = key[:i]
+	}
+	return key, fe.msg, true
+}
 
 func fieldErr(field, format string, args ...any) *fieldError {
 	return &fieldError{field: field, msg: fmt.Sprintf(format, args...)}

@@ -156,7 +156,7 @@ func routeTransport(u *Upstream, via, dir string, secrets Credentials) (*http.Tr
 	case ViaDirect:
 		return t, ViaDirect, nil
 	case ViaSystem:
-		t.Proxy = http.ProxyFromEnvironment
+		t.Proxy = systemProxyFunc()
 		return t, ViaSystem, nil
 	}
 	pu, err := parseProxyURL(via)

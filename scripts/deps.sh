@@ -25,7 +25,8 @@ RUN_PKGS=(ca-certificates "${GUI_BUILD_PKGS[@]}")
 # is left out on purpose (it makes godbus start stray session buses).
 # tinyproxy and microsocks are real proxy daemons the pool tests route through.
 # xvfb is the X server the desktop app's tests open its window on.
-TEST_PKGS=(ca-certificates gnome-keyring dbus-daemon dbus-bin tinyproxy microsocks xvfb "${GUI_BUILD_PKGS[@]}")
+# desktop-file-validate checks the launch-at-login entry.
+TEST_PKGS=(ca-certificates gnome-keyring dbus-daemon dbus-bin tinyproxy microsocks xvfb desktop-file-utils "${GUI_BUILD_PKGS[@]}")
 # make screenshot: clicks (xdotool), the window saved (imagemagick), and
 # glyphs for the Chinese screens (fonts-noto-cjk).
 SHOT_PKGS=(xvfb xdotool imagemagick fonts-noto-cjk)
