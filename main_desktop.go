@@ -48,6 +48,10 @@ func (c *cli) runDefault() error {
 	}
 	defer in.Close()
 
+	exe, err := os.Executable()
+	if err != nil {
+		exe = "" // launch at login is then not offered
+	}
 	reqlog := proxy.NewRequestLog(0)
 	a := fyneapp.NewWithID(appID)
 	a.SetIcon(fyne.NewStaticResource("icon.png", assets.AppIcon))
@@ -58,6 +62,8 @@ func (c *cli) runDefault() error {
 		Show:       in.Show,
 		Quitting:   in.Close,
 		Log:        c.log,
+		Store:      c.store,
+		Executable: exe,
 	})
 }
 

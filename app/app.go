@@ -8,6 +8,7 @@ package app
 
 import (
 	"context"
+	"errors"
 	"log/slog"
 	"sync"
 	"time"
@@ -17,7 +18,9 @@ import (
 	"fyne.io/fyne/v2/dialog"
 	"fyne.io/fyne/v2/lang"
 
+	"github.com/gatehouse-app/gatehouse/keystore"
 	"github.com/gatehouse-app/gatehouse/proxy"
+	"github.com/gatehouse-app/gatehouse/setup"
 )
 
 // Options are what main hands the app.
@@ -35,6 +38,10 @@ type Options struct {
 	// requests are let finish: a new start may then become the instance.
 	Quitting func()
 	Log      *slog.Logger
+	// Store is the keychain the window's setup writes keys to.
+	Store keystore.Store
+	// Executable is the program launch at login starts ("" disables it).
+	Executable string
 }
 
 // Run shows the window and the tray, runs the forwarder, and returns once
@@ -101,12 +108,18 @@ type ui struct {
 	// thread; its results come back through fyne.Do. Tests run it inline.
 	async func(func())
 
-	tabs     *container.AppTabs
-	overview *overview
-	requests *requests
-	proxies  *proxies
-	connect  *connectSection
-	notes    notifier
+	tabs      *container.AppTabs
+	overview  *overview
+	upstreams *upstreams
+	requests  *requests
+	proxies   *proxies
+	usage     *usage
+	tokens    *tokens
+	connect   *connectSection
+	settings  *settings
+	firstRun  *firstRun
+	notes     notifier
+	setup     *setup.Setup
 
 	last Snapshot
 }
@@ -115,20 +128,34 @@ func newUI(a fyne.App, b *backend) *ui {
 	u := &ui{app: a, backend: b, quit: a.Quit, async: func(f func()) { go f() }}
 	u.window = a.NewWindow("Gatehouse")
 	u.window.Resize(fyne.NewSize(1280, 800))
+	u.setup = &setup.Setup{ConfigPath: b.opts.ConfigPath, Store: b.opts.Store, EditConfig: b.editConfig}
 	u.overview = newOverview(u)
+	u.upstreams = newUpstreams(u)
 	u.requests = newRequests(u, b.opts.RequestLog)
 	u.proxies = newProxies(u)
+	u.usage = newUsage(u)
+	u.tokens = newTokens(u)
 	u.connect = newConnectSection(u)
+	u.settings = newSettings(u)
 	u.tabs = container.NewAppTabs(
 		container.NewTabItem(lang.L("Overview"), u.overview.content),
+		container.NewTabItem(lang.L("Upstreams"), u.upstreams.content),
 		container.NewTabItem(lang.L("Requests"), u.requests.content),
 		container.NewTabItem(lang.L("Proxies"), u.proxies.content),
+		container.NewTabItem(lang.L("Usage"), u.usage.content),
+		container.NewTabItem(lang.L("Tokens"), u.tokens.content),
 		container.NewTabItem(lang.L("Connect"), u.connect.content),
+		container.NewTabItem(lang.L("Settings"), u.settings.content),
 	)
 	u.tabs.SetTabLocation(container.TabLocationLeading)
 	u.tabs.OnSelected = func(t *container.TabItem) {
-		if t.Content == u.connect.content {
+		switch t.Content {
+		case u.connect.content:
 			u.connect.refresh() // the tools' files may have changed meanwhile
+		case u.usage.content:
+			u.usage.refresh()
+		case u.settings.content:
+			u.settings.refresh()
 		}
 	}
 	u.window.SetContent(u.tabs)
@@ -170,16 +197,30 @@ const refreshEvery = 250 * time.Millisecond
 // apply shows s everywhere. On Fyne's thread.
 func (u *ui) apply(s Snapshot) {
 	for _, n := range u.notes.changes(u.last, s) {
-		u.app.SendNotification(fyne.NewNotification(n.title, n.body))
+		if u.notificationsOn() {
+			u.app.SendNotification(fyne.NewNotification(n.title, n.body))
+		}
 	}
 	u.last = s
 	u.overview.apply(s)
+	u.upstreams.apply(s)
 	u.proxies.apply(s)
+	u.tokens.apply(s)
 	u.tray.apply(s)
+	u.firstRunCheck(s)
+}
+
+// show opens the section whose content is c.
+func (u *ui) show(c fyne.CanvasObject) {
+	for _, t := range u.tabs.Items {
+		if t.Content == c {
+			u.tabs.Select(t)
+		}
+	}
 }
 
 // showConnect opens the Connect section.
-func (u *ui) showConnect() { u.tabs.SelectIndex(3) }
+func (u *ui) showConnect() { u.show(u.connect.content) }
 
 func (u *ui) showWindow() {
 	u.window.Show()
@@ -199,7 +240,17 @@ func (u *ui) act(fn func(*proxy.Service) error) {
 
 func (u *ui) showError(err error) {
 	u.showWindow()
-	dialog.ShowError(err, u.window)
+	dialog.ShowError(errors.New(localError(err)), u.window)
+}
+
+// run does slow setup work off Fyne's thread, then done on it with the
+// error (nil on success); the snapshot is refreshed after it.
+func (u *ui) run(work func() error, done func(error)) {
+	u.async(func() {
+		err := work()
+		u.backend.notify()
+		fyne.Do(func() { done(err) })
+	})
 }
 
 func (u *ui) copy(text string) {

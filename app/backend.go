@@ -10,6 +10,7 @@ import (
 	"fyne.io/fyne/v2/lang"
 
 	"github.com/gatehouse-app/gatehouse/proxy"
+	"github.com/gatehouse-app/gatehouse/setup"
 )
 
 // States of the forwarder, as the window and the tray show them.
@@ -32,6 +33,8 @@ type Snapshot struct {
 	Status     proxy.Status
 	Keys       []proxy.KeyStatus
 	Upstreams  []proxy.Upstream
+	Pools      []proxy.Pool
+	TokenList  []proxy.Token
 	Tokens     bool           // local access tokens are required
 	Recent     proxy.Activity // the last 10 minutes
 	Hour       proxy.Activity // the last hour
@@ -51,6 +54,8 @@ type backend struct {
 	state  string
 	reason string
 	listen string
+
+	stopRun func() // ends the running service, for restart
 
 	changed chan struct{} // coalescing: the state above changed
 }
@@ -87,9 +92,20 @@ func (b *backend) run(ctx context.Context) {
 			b.mu.Unlock()
 			b.notify()
 		}
-		err := s.Run(ctx, nil)
+		runCtx, stop := context.WithCancel(ctx)
+		b.mu.Lock()
+		b.stopRun = stop
+		b.mu.Unlock()
+		err := s.Run(runCtx, nil)
+		restarted := runCtx.Err() != nil
+		stop()
 		if ctx.Err() != nil {
 			return
+		}
+		if restarted { // a new listen address
+			s.Forwarder.Close()
+			svc = nil
+			continue
 		}
 		if err == nil {
 			err = errors.New(lang.L("the forwarder stopped"))
@@ -134,6 +150,19 @@ func (b *backend) notify() {
 	}
 }
 
+// restart stops the running service (open requests get ShutdownGrace) and
+// starts it again from the config file: a new listen address applies.
+func (b *backend) restart() {
+	b.mu.Lock()
+	stop := b.stopRun
+	b.state = stateStarting
+	b.mu.Unlock()
+	if stop != nil {
+		stop()
+	}
+	b.notify()
+}
+
 // service is the running service, or nil.
 func (b *backend) service() *proxy.Service {
 	b.mu.Lock()
@@ -142,6 +171,16 @@ func (b *backend) service() *proxy.Service {
 		return nil
 	}
 	return b.svc
+}
+
+// editConfig changes the config through the running service (which
+// serialises edits and applies them at once), or the file when the
+// forwarder is not running.
+func (b *backend) editConfig(change func(*proxy.Config) error) error {
+	if svc := b.service(); svc != nil {
+		return svc.Edit(change)
+	}
+	return (&setup.Setup{ConfigPath: b.opts.ConfigPath}).Edit(change)
 }
 
 // with runs fn with the running service, or fails.
@@ -162,7 +201,7 @@ func (b *backend) snapshot(now time.Time) Snapshot {
 		f := svc.Forwarder
 		cfg := f.Config()
 		s.Status, s.Keys = f.Status(), f.KeyStatus()
-		s.Upstreams, s.Tokens = cfg.Upstreams, len(cfg.Tokens) > 0
+		s.Upstreams, s.Pools, s.TokenList, s.Tokens = cfg.Upstreams, cfg.Pools, cfg.Tokens, len(cfg.Tokens) > 0
 		if s.Status.Paused {
 			s.State = statePaused
 		}

@@ -14,6 +14,7 @@ import (
 	"fyne.io/fyne/v2/widget"
 	"github.com/stretchr/testify/require"
 
+	"github.com/gatehouse-app/gatehouse/keystore"
 	"github.com/gatehouse-app/gatehouse/proxy"
 )
 
@@ -34,6 +35,8 @@ type harness struct {
 	backend *backend
 	reqlog  *proxy.RequestLog
 	path    string
+	store   *keystore.Memory // the keychain the window's setup writes
+	usage   *proxy.UsageBook
 }
 
 func newHarness(t *testing.T, configText string) *harness {
@@ -42,7 +45,10 @@ func newHarness(t *testing.T, configText string) *harness {
 	require.NoError(t, loadTranslations())
 	path := filepath.Join(t.TempDir(), "config.toml")
 	require.NoError(t, os.WriteFile(path, []byte(configText), 0o600))
-	h := &harness{reqlog: proxy.NewRequestLog(0), path: path}
+	h := &harness{reqlog: proxy.NewRequestLog(0), path: path, store: keystore.NewMemory()}
+	var err error
+	h.usage, err = proxy.OpenUsageBook(filepath.Join(t.TempDir(), "usage.json"))
+	require.NoError(t, err)
 	listen := "127.0.0.1:0" // a free port, unless the config names one
 	if strings.Contains(configText, "listen =") {
 		listen = ""
@@ -51,9 +57,16 @@ func newHarness(t *testing.T, configText string) *harness {
 		ConfigPath: path,
 		RequestLog: h.reqlog,
 		NewService: func() (*proxy.Service, error) {
-			return proxy.NewService(path, listen, proxy.EnvCredentials{LookupEnv: testEnv}, h.reqlog, nil)
+			creds := keystore.NewCredentials(h.store)
+			creds.Env = proxy.EnvCredentials{LookupEnv: testEnv}
+			svc, err := proxy.NewService(path, listen, creds, h.reqlog, nil)
+			if svc != nil {
+				svc.Usage = h.usage
+			}
+			return svc, err
 		},
-		Log: slog.New(slog.DiscardHandler),
+		Log:   slog.New(slog.DiscardHandler),
+		Store: h.store,
 	})
 	h.ui = newUI(fyne.CurrentApp(), h.backend)
 	h.ui.async = func(f func()) { f() } // Fyne's test driver has one thread: the test's

@@ -145,8 +145,7 @@ func upstreamsText(s Snapshot) string {
 		return lang.L("Not known until the config loads.")
 	}
 	if len(s.Upstreams) == 0 {
-		return lang.L("No upstream is configured yet. Add one to {{.Path}} (the README shows examples for each provider), then store its key with: gatehouse key add NAME",
-			map[string]any{"Path": s.ConfigPath})
+		return lang.L("No upstream is configured yet: add one in Upstreams (pick your provider and paste its key).")
 	}
 	var b strings.Builder
 	for _, up := range s.Upstreams {

@@ -2,10 +2,13 @@ package app
 
 import (
 	"strings"
+	"time"
 
 	"fyne.io/fyne/v2"
 	"fyne.io/fyne/v2/container"
+	"fyne.io/fyne/v2/dialog"
 	"fyne.io/fyne/v2/lang"
+	"fyne.io/fyne/v2/theme"
 	"fyne.io/fyne/v2/widget"
 
 	"github.com/gatehouse-app/gatehouse/proxy"
@@ -20,6 +23,7 @@ type proxies struct {
 	direct  *widget.Check
 	layout  string // the pools and members the widgets were built for
 	pools   []*poolView
+	form    *form // the form last opened, for tests
 }
 
 type poolView struct {
@@ -41,7 +45,8 @@ func newProxies(u *ui) *proxies {
 		}
 	})
 	test := widget.NewButton(lang.L("Test now"), u.checkNow)
-	p.content = container.NewBorder(container.NewHBox(p.direct, test), nil, nil, nil,
+	add := widget.NewButtonWithIcon(lang.L("Add pool…"), theme.ContentAddIcon(), func() { p.edit(nil) })
+	p.content = container.NewBorder(container.NewHBox(add, p.direct, test), nil, nil, nil,
 		container.NewVScroll(container.NewPadded(p.box)))
 	return p
 }
@@ -120,7 +125,7 @@ func (p *proxies) build(st proxy.Status) {
 	p.box.RemoveAll()
 	p.pools = nil
 	if len(st.Pools) == 0 {
-		l := widget.NewLabel(lang.L("No proxy pool is configured. Pools are [[pools]] tables in the config file; the README shows how."))
+		l := widget.NewLabel(lang.L("No proxy pool yet. A pool is a group of outbound proxies (HTTP, HTTPS, SOCKS5) that Gatehouse checks and chooses from; an upstream's route can name one. Add one with Add pool…"))
 		l.Wrapping = fyne.TextWrapWord
 		p.box.Add(l)
 		return
@@ -153,7 +158,13 @@ func (p *proxies) build(st proxy.Status) {
 			pv.members = append(pv.members, mv)
 		}
 		p.pools = append(p.pools, pv)
-		p.box.Add(container.NewBorder(nil, nil, nil, pv.auto, pv.title))
+		edit := widget.NewButtonWithIcon(lang.L("Edit…"), theme.DocumentCreateIcon(), func() {
+			if cfg := p.u.last.pool(name); cfg != nil {
+				p.edit(cfg)
+			}
+		})
+		remove := widget.NewButtonWithIcon(lang.L("Remove…"), theme.DeleteIcon(), func() { p.remove(name) })
+		p.box.Add(container.NewBorder(nil, nil, nil, container.NewHBox(pv.auto, edit, remove), pv.title))
 		p.box.Add(grid)
 		p.box.Add(widget.NewSeparator())
 	}
@@ -192,4 +203,79 @@ func rowHeight(row []fyne.CanvasObject) float32 {
 		h = max(h, o.MinSize().Height)
 	}
 	return h
+}
+
+// pool is the config of the pool named name, or nil.
+func (s *Snapshot) pool(name string) *proxy.Pool {
+	for i := range s.Pools {
+		if s.Pools[i].Name == name {
+			return &s.Pools[i]
+		}
+	}
+	return nil
+}
+
+// edit opens the form for a new pool (cur nil) or for cur.
+func (p *proxies) edit(cur *proxy.Pool) {
+	name, members, password := widget.NewEntry(), widget.NewMultiLineEntry(), widget.NewPasswordEntry()
+	strategy := widget.NewSelect([]string{"fastest", "fallback", "round-robin"}, nil)
+	checkURL, interval, timeout, tolerance := widget.NewEntry(), widget.NewEntry(), widget.NewEntry(), widget.NewEntry()
+	members.SetPlaceHolder("http://127.0.0.1:3128\nsocks5://me@127.0.0.1:1080")
+	members.SetMinRowsVisible(4)
+	password.SetPlaceHolder(lang.L("for members whose URL names a user; kept in the keychain"))
+	title, old := lang.L("Add a proxy pool"), ""
+	if cur != nil {
+		title, old = lang.L("Change pool {{.Name}}", map[string]any{"Name": cur.Name}), cur.Name
+		name.SetText(cur.Name)
+		name.Disable()
+		members.SetText(strings.Join(cur.Proxies, "\n"))
+		strategy.SetSelected(cur.Strategy)
+		checkURL.SetText(cur.CheckURL)
+		interval.SetText(cur.Interval)
+		timeout.SetText(cur.Timeout)
+		tolerance.SetText(cur.Tolerance)
+	} else {
+		d := proxy.DefaultPool()
+		strategy.SetSelected(d.Strategy)
+		checkURL.SetText(d.CheckURL)
+		interval.SetText(d.Interval)
+		timeout.SetText(d.Timeout)
+		tolerance.SetText(d.Tolerance)
+	}
+	f := newForm(p.u, title, lang.L("Save"), func() error {
+		var urls []string
+		for _, l := range strings.Split(members.Text, "\n") {
+			if l = strings.TrimSpace(l); l != "" {
+				urls = append(urls, l)
+			}
+		}
+		pool := proxy.Pool{Name: strings.TrimSpace(name.Text), Proxies: urls, Strategy: strategy.Selected,
+			CheckURL: strings.TrimSpace(checkURL.Text), Interval: strings.TrimSpace(interval.Text),
+			Timeout: strings.TrimSpace(timeout.Text), Tolerance: strings.TrimSpace(tolerance.Text)}
+		return p.u.setup.SavePool(old, pool, password.Text)
+	})
+	f.add(lang.L("Name"), name, "name")
+	f.add(lang.L("Members, one per line"), members, "proxies")
+	f.add(lang.L("Password"), password, "")
+	f.add(lang.L("Strategy"), strategy, "strategy")
+	f.add(lang.L("Check URL"), checkURL, "check_url")
+	f.add(lang.L("Check every"), interval, "interval")
+	f.add(lang.L("Check timeout"), timeout, "timeout")
+	f.add(lang.L("Tolerance"), tolerance, "tolerance")
+	f.Saved = func() { p.u.apply(p.u.backend.snapshot(time.Now())) }
+	p.form = f
+	f.show()
+}
+
+func (p *proxies) remove(name string) {
+	dialog.ShowConfirm(lang.L("Remove pool"), lang.L("Remove pool {{.Name}}?", map[string]any{"Name": name}), func(ok bool) {
+		if ok {
+			p.u.run(func() error { return p.u.setup.RemovePool(name) }, func(err error) {
+				if err != nil {
+					p.u.showError(err)
+				}
+				p.u.apply(p.u.backend.snapshot(time.Now()))
+			})
+		}
+	}, p.u.window)
 }

@@ -85,8 +85,9 @@ func TestAConfigMistakeAtStartShowsAndAFixStartsForwarding(t *testing.T) {
 func TestNoUpstreamSaysWhereToAddOne(t *testing.T) {
 	h := newHarness(t, "version = 1\n")
 	h.waitState(t, stateRunning)
-	assert.Contains(t, h.ui.overview.upstreams.Text, "No upstream is configured yet")
-	assert.Contains(t, h.ui.overview.upstreams.Text, h.path)
+	assert.Contains(t, h.ui.overview.upstreams.Text, "No upstream is configured yet: add one in Upstreams")
+	require.NotNil(t, h.ui.firstRun, "no upstream: the guided setup opens")
+	assert.Equal(t, h.ui.firstRun.content, h.ui.window.Content())
 }
 
 func TestATakenPortShowsAndANewListenAddressStartsForwarding(t *testing.T) {

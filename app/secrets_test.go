@@ -16,6 +16,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/gatehouse-app/gatehouse/internal/mockllm"
+	"github.com/gatehouse-app/gatehouse/keystore"
 	"github.com/gatehouse-app/gatehouse/proxy"
 )
 
@@ -49,7 +50,19 @@ func TestNoSecretOnScreen(t *testing.T) {
 	rq.flush()
 	h.refresh()
 	var shown []string
-	for _, c := range []fyne.CanvasObject{h.ui.overview.content, rq.content, h.ui.proxies.content} {
+	// A key pasted into the window too: the Upstreams section shows it masked.
+	_, err := h.ui.setup.AddKey("openai", "pasted", pastedKey)
+	require.NoError(t, err)
+	h.ui.upstreams.done(nil)
+	waitFor(t, "the pasted key read", func() bool {
+		h.refresh()
+		d := h.ui.upstreams.details["openai"]
+		return d != nil && d.masked["pasted"] != ""
+	})
+	h.ui.usage.refresh()
+	h.ui.settings.refresh()
+	for _, c := range []fyne.CanvasObject{h.ui.overview.content, rq.content, h.ui.proxies.content,
+		h.ui.upstreams.content, h.ui.tokens.content, h.ui.usage.content, h.ui.settings.content} {
 		w := test.NewTempWindow(t, c)
 		w.Resize(fyne.NewSize(1280, 800))
 		shown = append(shown, labels(c)...)
@@ -68,6 +81,9 @@ func TestNoSecretOnScreen(t *testing.T) {
 	assert.Contains(t, all, "401")
 	assert.NotContains(t, all, testSecret)
 	assert.NotContains(t, all, testSecret[len(testSecret)-8:], "not even its end")
+	assert.Contains(t, all, keystore.Mask(pastedKey), "the pasted key is shown masked")
+	assert.NotContains(t, all, pastedKey)
+	assert.NotContains(t, all, pastedKey[len(pastedKey)-8:])
 
 	// The refused key is rejected; "Use again" puts it back into use.
 	require.Len(t, h.ui.overview.rejected.Objects, 1)

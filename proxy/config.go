@@ -209,6 +209,13 @@ func DefaultConfig() *Config {
 	return c
 }
 
+// DefaultPool is a pool with every default filled in, for a form.
+func DefaultPool() Pool {
+	c := Config{Pools: []Pool{{}}}
+	c.applyDefaults()
+	return c.Pools[0]
+}
+
 func (c *Config) applyDefaults() {
 	if c.Version == 0 {
 		c.Version = 1

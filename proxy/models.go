@@ -215,6 +215,31 @@ func (f *Forwarder) TestUpstream(ctx context.Context, name string, timeout time.
 	return t, nil
 }
 
+// Kinds of TestError, for a window to say in its own language.
+const (
+	TestNoKey       = "no_key"
+	TestWrongKey    = "wrong_key"
+	TestBadURL      = "bad_url"
+	TestStatus      = "status"
+	TestCertificate = "certificate"
+	TestClientCert  = "client_certificate"
+	TestTimeout     = "timeout"
+	TestProxyDown   = "proxy_down"
+	TestUnreachable = "unreachable"
+)
+
+// TestError is a failed TestUpstream: its kind and the plain sentence.
+type TestError struct {
+	Kind string
+	msg  string
+}
+
+func (e *TestError) Error() string { return e.msg }
+
+func testErr(kind, format string, args ...any) *TestError {
+	return &TestError{Kind: kind, msg: fmt.Sprintf(format, args...)}
+}
+
 func explainTestError(err error, timeout time.Duration, route string) error {
 	var status *errModelsStatus
 	var certInvalid x509.CertificateInvalidError
@@ -225,21 +250,21 @@ func explainTestError(err error, timeout time.Duration, route string) error {
 	var noKey *errNoKey
 	switch {
 	case errors.As(err, &noKey):
-		return fmt.Errorf("no key: %v", noKey.err)
+		return testErr(TestNoKey, "no key: %v", noKey.err)
 	case errors.As(err, &status) && (status.status == http.StatusUnauthorized || status.status == http.StatusForbidden):
-		return fmt.Errorf("wrong key: the upstream refused it (%s); check that it is this provider's key, or add it again", status.text)
+		return testErr(TestWrongKey, "wrong key: the upstream refused it (%s); check that it is this provider's key, or add it again", status.text)
 	case errors.As(err, &status) && status.status == http.StatusNotFound:
-		return fmt.Errorf("the upstream has no model list at its base URL (%s); check the base URL (most end in /v1)", status.text)
+		return testErr(TestBadURL, "the upstream has no model list at its base URL (%s); check the base URL (most end in /v1)", status.text)
 	case errors.As(err, &status):
-		return fmt.Errorf("the upstream answered %s", status.text)
+		return testErr(TestStatus, "the upstream answered %s", status.text)
 	case errors.As(err, &certInvalid), errors.As(err, &unknownCA), errors.As(err, &hostname):
-		return fmt.Errorf("certificate refused: the upstream's certificate is not trusted here (%v); set ca_file if it uses a private CA", err)
+		return testErr(TestCertificate, "certificate refused: the upstream's certificate is not trusted here (%v); set ca_file if it uses a private CA", err)
 	case errors.As(err, &alert) || strings.Contains(err.Error(), "certificate required") || strings.Contains(err.Error(), "bad certificate"):
-		return fmt.Errorf("certificate refused: the upstream did not accept the client certificate (%v); import the right one", err)
+		return testErr(TestClientCert, "certificate refused: the upstream did not accept the client certificate (%v); import the right one", err)
 	case errors.Is(err, context.DeadlineExceeded) || (errors.As(err, &netErr) && netErr.Timeout()):
-		return fmt.Errorf("timeout: no answer within %s through %s", timeout, route)
+		return testErr(TestTimeout, "timeout: no answer within %s through %s", timeout, route)
 	case strings.Contains(err.Error(), "proxy"):
-		return fmt.Errorf("proxy down: %v", err)
+		return testErr(TestProxyDown, "proxy down: %v", err)
 	}
-	return fmt.Errorf("could not reach the upstream through %s: %v", route, err)
+	return testErr(TestUnreachable, "could not reach the upstream through %s: %v", route, err)
 }
