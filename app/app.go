@@ -143,7 +143,7 @@ func newUI(a fyne.App, b *backend) *ui {
 		container.NewTabItem(lang.L("Requests"), u.requests.content),
 		container.NewTabItem(lang.L("Proxies"), u.proxies.content),
 		container.NewTabItem(lang.L("Usage"), u.usage.content),
-		container.NewTabItem(lang.L("Tokens"), u.tokens.content),
+		container.NewTabItem(lang.L("Access tokens"), u.tokens.content),
 		container.NewTabItem(lang.L("Connect"), u.connect.content),
 		container.NewTabItem(lang.L("Settings"), u.settings.content),
 	)

@@ -23,6 +23,8 @@ type form struct {
 	errs    map[string]*widget.Label // by config key ("base_url")
 	general *widget.Label
 	save    *widget.Button
+	body    *fyne.Container
+	scroll  *container.Scroll
 	// Saved, when set, is called on Fyne's thread after a save succeeded.
 	Saved func()
 }
@@ -32,8 +34,9 @@ func newForm(u *ui, title, action string, onSave func() error) *form {
 	f.save = widget.NewButton(action, func() { f.submit(onSave) })
 	f.save.Importance = widget.HighImportance
 	cancel := widget.NewButton(lang.L("Cancel"), func() { f.dlg.Hide() })
-	body := container.NewVBox(f.grid, f.general)
-	f.dlg = dialog.NewCustomWithoutButtons(title, container.NewVScroll(body), u.window)
+	f.body = container.NewVBox(f.grid, f.general)
+	f.scroll = container.NewVScroll(f.body)
+	f.dlg = dialog.NewCustomWithoutButtons(title, f.scroll, u.window)
 	f.dlg.SetButtons([]fyne.CanvasObject{cancel, f.save})
 	return f
 }
@@ -56,8 +59,11 @@ func (f *form) add(label string, obj fyne.CanvasObject, key string) {
 	f.grid.Add(container.NewVBox(obj, e))
 }
 
+// show opens the form as tall as its fields, or as the window allows
+// (then it scrolls).
 func (f *form) show() {
-	f.dlg.Resize(fyne.NewSize(640, 0))
+	room := f.u.window.Canvas().Size().Height - 160
+	f.scroll.SetMinSize(fyne.NewSize(600, max(min(f.body.MinSize().Height, room), 120)))
 	f.dlg.Show()
 }
 

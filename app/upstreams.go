@@ -166,28 +166,30 @@ func (x *upstreams) card(up proxy.Upstream, s Snapshot) fyne.CanvasObject {
 
 	keys := container.New(&columns{widths: []float32{110, 170, 0, 100, 100}})
 	now := time.Now()
-	for _, label := range up.Keys {
+	// One row per key: label, masked value, state and age, Use again
+	// (while it is not ok), Remove (keychain keys only).
+	row := func(label, shown, state string, remove fyne.CanvasObject) {
 		keys.Add(widget.NewLabel(label))
-		keys.Add(widget.NewLabelWithStyle(d.masked[label], fyne.TextAlignLeading, fyne.TextStyle{Monospace: true}))
-		state := widget.NewLabel(keyLine(up, label, s.Keys, now))
-		state.Wrapping = fyne.TextWrapWord
-		keys.Add(state)
-		if st := keyState(s.Keys, up.Name, label); st != nil && st.State != proxy.KeyOK {
-			upName, l := up.Name, label
+		keys.Add(widget.NewLabelWithStyle(shown, fyne.TextAlignLeading, fyne.TextStyle{Monospace: true}))
+		st := widget.NewLabel(state)
+		st.Wrapping = fyne.TextWrapWord
+		keys.Add(st)
+		if ks := keyState(s.Keys, up.Name, label); ks != nil && ks.State != proxy.KeyOK {
+			upName := up.Name
 			keys.Add(widget.NewButton(lang.L("Use again"), func() {
-				x.u.act(func(s *proxy.Service) error { s.Forwarder.EnableKey(upName, l); return nil })
+				x.u.act(func(s *proxy.Service) error { s.Forwarder.EnableKey(upName, label); return nil })
 			}))
 		} else {
 			keys.Add(widget.NewLabel(""))
 		}
-		keys.Add(x.removeKeyButton(up.Name, label))
+		keys.Add(remove)
+	}
+	for _, label := range up.Keys {
+		row(label, d.masked[label], keyLine(up, label, s.Keys, now), x.removeKeyButton(up.Name, label))
 	}
 	if up.KeyEnv != "" {
-		keys.Add(widget.NewLabel("env:" + up.KeyEnv))
-		keys.Add(widget.NewLabel(""))
-		keys.Add(widget.NewLabel(lang.L("from the environment variable {{.Name}}", map[string]any{"Name": up.KeyEnv})))
-		keys.Add(widget.NewLabel(""))
-		keys.Add(widget.NewLabel(""))
+		env := "env:" + up.KeyEnv
+		row(env, "", keyLine(up, env, s.Keys, now)+" · "+lang.L("from the environment variable {{.Name}}", map[string]any{"Name": up.KeyEnv}), widget.NewLabel(""))
 	}
 	if len(up.Keys) == 0 && up.KeyEnv == "" && up.Auth != proxy.AuthNone {
 		rows.Add(widget.NewLabel(lang.L("No key yet: add one, or requests to this upstream fail.")))

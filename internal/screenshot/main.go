@@ -27,12 +27,9 @@ import (
 	"github.com/gatehouse-app/gatehouse/internal/xvfb"
 )
 
-// sections and where their tabs are in the sidebar (the window's own
-// coordinates; the tabs keep their place at every size and language).
-var sections = []struct {
-	name string
-	y    int
-}{{"overview", 44}, {"requests", 75}, {"proxies", 106}, {"connect", 137}}
+// sections in the order of their tabs in the sidebar; tab i is at y =
+// 44 + 31·i in the window's own coordinates, at every size and language.
+var sections = []string{"overview", "upstreams", "requests", "proxies", "usage", "tokens", "connect", "settings"}
 
 var sizes = [][2]int{{1280, 800}, {800, 600}}
 
@@ -126,17 +123,49 @@ interval = "1h"
 		for _, size := range sizes {
 			run(env, "xdotool", "windowsize", win, fmt.Sprint(size[0]), fmt.Sprint(size[1]))
 			time.Sleep(700 * time.Millisecond)
-			for _, s := range sections {
-				run(env, "xdotool", "mousemove", "--window", win, "20", fmt.Sprint(s.y), "click", "1")
-				if s.name == "requests" {
+			for i, s := range sections {
+				run(env, "xdotool", "mousemove", "--window", win, "20", fmt.Sprint(44+31*i), "click", "1")
+				if s == "requests" {
 					// Select the third row, to show a request's details.
 					run(env, "xdotool", "mousemove", "--window", win, "300", "152", "click", "1")
 				}
 				time.Sleep(700 * time.Millisecond)
-				name := filepath.Join(*out, fmt.Sprintf("%s-%s-%dx%d.png", s.name, l.name, size[0], size[1]))
+				name := filepath.Join(*out, fmt.Sprintf("%s-%s-%dx%d.png", s, l.name, size[0], size[1]))
 				run(env, "import", "-window", win, name)
 				fmt.Println(name)
 			}
+		}
+		// The upstream form, as Add upstream… opens it.
+		run(env, "xdotool", "windowsize", win, "1280", "800")
+		time.Sleep(700 * time.Millisecond)
+		run(env, "xdotool", "mousemove", "--window", win, "20", "75", "click", "1")
+		time.Sleep(700 * time.Millisecond)
+		run(env, "xdotool", "mousemove", "--window", win, "150", "100", "click", "1")
+		time.Sleep(time.Second)
+		name := filepath.Join(*out, fmt.Sprintf("upstream-form-%s-1280x800.png", l.name))
+		run(env, "import", "-window", win, name)
+		fmt.Println(name)
+		_ = cmd.Process.Signal(os.Interrupt)
+		_ = cmd.Wait()
+
+		// A first start: no upstream yet, so the guided setup (on a free
+		// port rather than the default one, which may be taken here).
+		first := filepath.Join(work, l.name, "first")
+		must(os.MkdirAll(filepath.Join(first, "run"), 0o700))
+		must(os.WriteFile(filepath.Join(first, "config.toml"), []byte(fmt.Sprintf("listen = %q\n", freeAddr())), 0o600))
+		cmd = exec.Command(*bin)
+		cmd.Env = append(env, "GATEHOUSE_CONFIG="+filepath.Join(first, "config.toml"), "XDG_RUNTIME_DIR="+filepath.Join(first, "run"),
+			"XDG_CONFIG_HOME="+filepath.Join(first, "cfg"), "XDG_CACHE_HOME="+filepath.Join(first, "cache"))
+		stderr, _ = cmd.StderrPipe()
+		must(cmd.Start())
+		waitFor(stderr, "forwarder listening")
+		win = window(cmd.Env)
+		for _, size := range sizes {
+			run(cmd.Env, "xdotool", "windowsize", win, fmt.Sprint(size[0]), fmt.Sprint(size[1]))
+			time.Sleep(time.Second)
+			name := filepath.Join(*out, fmt.Sprintf("firstrun-%s-%dx%d.png", l.name, size[0], size[1]))
+			run(cmd.Env, "import", "-window", win, name)
+			fmt.Println(name)
 		}
 		_ = cmd.Process.Signal(os.Interrupt)
 		_ = cmd.Wait()
