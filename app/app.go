@@ -108,18 +108,19 @@ type ui struct {
 	// thread; its results come back through fyne.Do. Tests run it inline.
 	async func(func())
 
-	tabs      *container.AppTabs
-	overview  *overview
-	upstreams *upstreams
-	requests  *requests
-	proxies   *proxies
-	usage     *usage
-	tokens    *tokens
-	connect   *connectSection
-	settings  *settings
-	firstRun  *firstRun
-	notes     notifier
-	setup     *setup.Setup
+	tabs         *container.AppTabs
+	overview     *overview
+	upstreams    *upstreams
+	requests     *requests
+	proxies      *proxies
+	usage        *usage
+	tokens       *tokens
+	connect      *connectSection
+	settings     *settings
+	firstRun     *firstRun // the guided setup, while no upstream existed at start
+	firstRunSeen bool
+	notes        notifier
+	setup        *setup.Setup
 
 	last Snapshot
 }

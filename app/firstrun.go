@@ -32,14 +32,14 @@ type firstRun struct {
 // firstRunCheck opens the guide the first time the forwarder runs with no
 // upstream. On Fyne's thread.
 func (u *ui) firstRunCheck(s Snapshot) {
-	if u.firstRun != nil || s.State != stateRunning || len(s.Upstreams) > 0 {
-		if s.State == stateRunning && u.firstRun == nil {
-			u.firstRun = &firstRun{} // there are upstreams: never offered this run
-		}
+	if u.firstRunSeen || s.State != stateRunning {
 		return
 	}
-	u.firstRun = newFirstRun(u)
-	u.window.SetContent(u.firstRun.content)
+	u.firstRunSeen = true // decided at the first running snapshot, once
+	if len(s.Upstreams) == 0 {
+		u.firstRun = newFirstRun(u)
+		u.window.SetContent(u.firstRun.content)
+	}
 }
 
 func newFirstRun(u *ui) *firstRun {

@@ -23,9 +23,6 @@ type tokens struct {
 	name    *widget.Entry
 	err     *widget.Label
 	shown   string
-
-	// made is the token last made, for tests (it is shown, never kept).
-	made string
 }
 
 func newTokens(u *ui) *tokens {
@@ -74,7 +71,6 @@ func (t *tokens) create() {
 			return
 		}
 		t.name.SetText("")
-		t.made = tok
 		t.showOnce(name, tok)
 		t.u.apply(t.u.backend.snapshot(time.Now()))
 	})
