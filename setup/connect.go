@@ -54,17 +54,7 @@ func (c *Connection) Changed() bool { return c.Plan.Changed || c.NewToken != "" 
 
 // editConfig applies change to the config, through EditConfig when set.
 func (c *Connection) editConfig(change func(*proxy.Config) error) error {
-	if c.EditConfig != nil {
-		return c.EditConfig(change)
-	}
-	cfg, err := proxy.LoadConfig(c.cfgPath)
-	if err != nil {
-		return err
-	}
-	if err := change(cfg); err != nil {
-		return err
-	}
-	return proxy.SaveConfig(c.cfgPath, cfg)
+	return (&Setup{ConfigPath: c.cfgPath, EditConfig: c.EditConfig}).Edit(change)
 }
 
 // ModelsServed lists the upstreams' model patterns, for messages.

@@ -63,6 +63,18 @@ func (s *Setup) upstream(cfg *proxy.Config, name string) (*proxy.Upstream, error
 	return nil, fmt.Errorf("no upstream named %q in %s; add an [[upstreams]] entry with that name first", name, s.ConfigPath)
 }
 
+// editUpstream changes the upstream named name in the config.
+func (s *Setup) editUpstream(name string, change func(*proxy.Upstream)) error {
+	return s.Edit(func(c *proxy.Config) error {
+		up, err := s.upstream(c, name)
+		if err != nil {
+			return err
+		}
+		change(up)
+		return nil
+	})
+}
+
 // withSecret writes value under name, then runs step; when step fails the
 // keychain gets back what name held before.
 func (s *Setup) withSecret(name, value string, step func() error) error {
@@ -109,20 +121,7 @@ func (s *Setup) AddKey(upstream, label, secret string) (string, error) {
 	}
 	day := s.now().Format(time.DateOnly)
 	err = s.withSecret(keystore.KeyName(upstream, label), secret, func() error {
-		return s.Edit(func(c *proxy.Config) error {
-			up, err := s.upstream(c, upstream)
-			if err != nil {
-				return err
-			}
-			if !slices.Contains(up.Keys, label) {
-				up.Keys = append(up.Keys, label)
-			}
-			if up.KeyAdded == nil {
-				up.KeyAdded = map[string]string{}
-			}
-			up.KeyAdded[label] = day
-			return nil
-		})
+		return s.editUpstream(upstream, func(up *proxy.Upstream) { nameKey(up, label, day) })
 	})
 	if err != nil {
 		return "", fmt.Errorf("store the key: %w", err)
@@ -151,17 +150,23 @@ func (s *Setup) RemoveKey(upstream, label string) error {
 		}
 		return nil
 	}
-	return s.Edit(func(c *proxy.Config) error {
-		up, err := s.upstream(c, upstream)
-		if err != nil {
-			return err
-		}
+	return s.editUpstream(upstream, func(up *proxy.Upstream) {
 		if i := slices.Index(up.Keys, label); i >= 0 {
 			up.Keys = slices.Delete(up.Keys, i, i+1)
 		}
 		delete(up.KeyAdded, label)
-		return nil
 	})
+}
+
+// nameKey names a stored key's label in up, with the day it was added.
+func nameKey(up *proxy.Upstream, label, day string) {
+	if !slices.Contains(up.Keys, label) {
+		up.Keys = append(up.Keys, label)
+	}
+	if up.KeyAdded == nil {
+		up.KeyAdded = map[string]string{}
+	}
+	up.KeyAdded[label] = day
 }
 
 // KeyAge is how long ago a key was added, from the config; ok is false
@@ -195,14 +200,7 @@ func (s *Setup) ImportCert(upstream string, cc *keystore.ClientCert) (info keyst
 		if cfg.Upstream(upstream).ClientCert {
 			return nil
 		}
-		return s.Edit(func(c *proxy.Config) error {
-			up, err := s.upstream(c, upstream)
-			if err != nil {
-				return err
-			}
-			up.ClientCert = true
-			return nil
-		})
+		return s.editUpstream(upstream, func(up *proxy.Upstream) { up.ClientCert = true })
 	})
 	if err != nil {
 		return info, "", fmt.Errorf("store the certificate: %w", err)
@@ -236,14 +234,7 @@ func (s *Setup) RemoveCert(upstream string) error {
 	if !up.ClientCert {
 		return nil
 	}
-	return s.Edit(func(c *proxy.Config) error {
-		up, err := s.upstream(c, upstream)
-		if err != nil {
-			return err
-		}
-		up.ClientCert = false
-		return nil
-	})
+	return s.editUpstream(upstream, func(up *proxy.Upstream) { up.ClientCert = false })
 }
 
 // AddToken makes a local access token and keeps only its hash. It returns

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"slices"
 	"strings"
+	"time"
 
 	"github.com/gatehouse-app/gatehouse/keystore"
 	"github.com/gatehouse-app/gatehouse/proxy"
@@ -82,13 +83,7 @@ func (s *Setup) SaveUpstream(oldName string, up proxy.Upstream, key string) erro
 			}
 			dst.BaseURL, dst.Auth, dst.Models, dst.Via = up.BaseURL, up.Auth, up.Models, up.Via
 			if label != "" {
-				if !slices.Contains(dst.Keys, label) {
-					dst.Keys = append(dst.Keys, label)
-				}
-				if dst.KeyAdded == nil {
-					dst.KeyAdded = map[string]string{}
-				}
-				dst.KeyAdded[label] = day
+				nameKey(dst, label, day)
 			}
 			return nil
 		}
@@ -116,7 +111,7 @@ func (s *Setup) SaveUpstream(oldName string, up proxy.Upstream, key string) erro
 		return err
 	}
 	return s.withSecret(keystore.KeyName(up.Name, label), key, func() error {
-		return s.Edit(change(label, s.now().Format("2006-01-02")))
+		return s.Edit(change(label, s.now().Format(time.DateOnly)))
 	})
 }
 
