@@ -114,6 +114,10 @@ func (c *cli) keyList(args []string) error {
 			return "cooling until " + st.Until.Local().Format(time.TimeOnly) + " (" + st.Reason + ")"
 		case st.State == proxy.KeyRejected:
 			return "rejected (" + st.Reason + ")"
+		case st.State == proxy.KeyExhausted && !st.Until.IsZero():
+			return "exhausted until " + st.Until.Local().Format(time.DateTime) + " (" + st.Reason + ")"
+		case st.State == proxy.KeyExhausted:
+			return "exhausted (" + st.Reason + "; gatehouse key enable " + upstream + " " + label + " once topped up)"
 		}
 		return st.State
 	}

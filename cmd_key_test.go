@@ -227,6 +227,9 @@ func TestKeyListShowsKeyStates(t *testing.T) {
 			w.WriteHeader(http.StatusTooManyRequests)
 		case "Bearer sk-state-reject-00000000":
 			w.WriteHeader(http.StatusUnauthorized)
+		case "Bearer sk-state-spent-000000000":
+			w.WriteHeader(http.StatusTooManyRequests)
+			w.Write([]byte(`{"error":{"message":"You exceeded your current quota","type":"insufficient_quota","code":"insufficient_quota"}}`))
 		default:
 			w.Write([]byte(`{}`))
 		}
@@ -234,11 +237,12 @@ func TestKeyListShowsKeyStates(t *testing.T) {
 	defer up.Close()
 	listen := freeListen(t)
 	cfg := filepath.Join(t.TempDir(), "config.toml")
-	writeFile(t, cfg, fmt.Sprintf("listen = %q\n[[upstreams]]\nname = \"openai\"\nbase_url = %q\nmodels = [\"gpt-*\"]\nkeys = [\"cool\", \"reject\", \"good\"]\nkey_strategy = \"fill-first\"\n", listen, up.URL+"/v1"))
+	writeFile(t, cfg, fmt.Sprintf("listen = %q\n[[upstreams]]\nname = \"openai\"\nbase_url = %q\nmodels = [\"gpt-*\"]\nkeys = [\"cool\", \"reject\", \"spent\", \"good\"]\nkey_strategy = \"fill-first\"\nmax_attempts = 4\n", listen, up.URL+"/v1"))
 	s := keystore.Secrets{Store: mem}
 	require.NoError(t, s.Set(keystore.KeyName("openai", "cool"), "sk-state-cool-0000000000"))
 	require.NoError(t, s.Set(keystore.KeyName("openai", "reject"), "sk-state-reject-00000000"))
 	require.NoError(t, s.Set(keystore.KeyName("openai", "good"), "sk-state-good-0000000000"))
+	require.NoError(t, s.Set(keystore.KeyName("openai", "spent"), "sk-state-spent-000000000"))
 
 	code, out, _ := gh(t, "", "key", "list", "--config", cfg)
 	require.Equal(t, 0, code)
@@ -248,12 +252,13 @@ func TestKeyListShowsKeyStates(t *testing.T) {
 	res, err := http.Post("http://"+listen+"/v1/chat/completions", "application/json", strings.NewReader(`{"model":"gpt-4o"}`))
 	require.NoError(t, err)
 	res.Body.Close()
-	require.Equal(t, http.StatusOK, res.StatusCode, "cool (429) and reject (401) gave way to good")
+	require.Equal(t, http.StatusOK, res.StatusCode, "cool (429), reject (401) and spent (insufficient_quota) gave way to good")
 
 	code, out, errOut := gh(t, "", "key", "list", "--config", cfg)
 	require.Equal(t, 0, code, errOut)
-	assert.Regexp(t, regexp.MustCompile(`openai\s+cool\s+keychain\s+sk-st…00\s+cooling until \d\d:\d\d:\d\d \(429 Too Many Requests\)`), out)
+	assert.Regexp(t, regexp.MustCompile(`openai\s+cool\s+keychain\s+sk-st…00\s+cooling until \d\d:\d\d:\d\d \(429 Too Many Requests \(retry-after\)\)`), out)
 	assert.Regexp(t, regexp.MustCompile(`openai\s+reject\s+keychain\s+sk-st…00\s+rejected \(401 Unauthorized\)`), out)
+	assert.Regexp(t, regexp.MustCompile(`openai\s+spent\s+keychain\s+sk-st…00\s+exhausted \(quota used up \(insufficient_quota\); gatehouse key enable openai spent once topped up\)`), out)
 	assert.Regexp(t, regexp.MustCompile(`openai\s+good\s+keychain\s+sk-st…00\s+ok`), out)
 }
 

@@ -51,6 +51,11 @@ func (notifier) changes(prev, next Snapshot) []notice {
 				lang.L("The upstream refused it ({{.Reason}}). Replace the key, or use it again from the window.",
 					map[string]any{"Reason": shorten(k.Reason, 120)})})
 		}
+		if k.State == proxy.KeyExhausted && was[k.Upstream+"\x00"+k.Label] != proxy.KeyExhausted {
+			out = append(out, notice{lang.L("Key {{.Label}} of {{.Upstream}} has used up its quota", map[string]any{"Label": k.Label, "Upstream": k.Upstream}),
+				lang.L("The provider says: {{.Reason}}. Other keys and fallbacks take over; top it up, then use it again from the window.",
+					map[string]any{"Reason": shorten(k.Reason, 120)})})
+		}
 	}
 	return out
 }

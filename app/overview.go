@@ -103,7 +103,7 @@ func (o *overview) apply(s Snapshot) {
 	o.upstreams.SetText(upstreamsText(s))
 	var rej strings.Builder
 	for _, k := range s.Keys {
-		if k.State == proxy.KeyRejected {
+		if k.State == proxy.KeyRejected || k.State == proxy.KeyExhausted {
 			rej.WriteString(k.Upstream + "\x00" + k.Label + "\x00")
 		}
 	}
@@ -125,11 +125,11 @@ func (o *overview) apply(s Snapshot) {
 	}
 }
 
-// showRejected offers "Use again" for each rejected key.
+// showRejected offers "Use again" for each rejected or exhausted key.
 func (o *overview) showRejected(keys []proxy.KeyStatus) {
 	o.rejected.RemoveAll()
 	for _, k := range keys {
-		if k.State != proxy.KeyRejected {
+		if k.State != proxy.KeyRejected && k.State != proxy.KeyExhausted {
 			continue
 		}
 		up, label := k.Upstream, k.Label
@@ -189,6 +189,8 @@ func keyStateName(s string) string {
 		return lang.L("cooling")
 	case proxy.KeyRejected:
 		return lang.L("rejected")
+	case proxy.KeyExhausted:
+		return lang.L("exhausted")
 	}
 	return s
 }

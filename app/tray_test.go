@@ -209,4 +209,12 @@ func TestNotificationsOncePerEvent(t *testing.T) {
 	assert.Equal(t, "Key main of openai was rejected", got[0].title)
 	assert.Contains(t, got[0].body, "401 Unauthorized")
 	assert.Empty(t, n.changes(rej, rej))
+
+	spent := start
+	spent.Keys = []proxy.KeyStatus{{Upstream: "openai", Label: "main", State: proxy.KeyExhausted, Reason: "quota used up (insufficient_quota)"}}
+	got = n.changes(start, spent)
+	require.Len(t, got, 1)
+	assert.Equal(t, "Key main of openai has used up its quota", got[0].title)
+	assert.Contains(t, got[0].body, "insufficient_quota")
+	assert.Empty(t, n.changes(spent, spent), "once, not per snapshot")
 }

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net/http"
 	"net/http/httptrace"
+	"sync"
 	"sync/atomic"
 	"time"
 )
@@ -20,7 +21,8 @@ const (
 // attempts is the transport of every upstream's reverse proxy. It tries the
 // request on the upstream's usable keys in turn and then on its fallback
 // upstreams, at most max_attempts times, while nothing has gone to the
-// client yet: a 429 or 529 cools the key and moves to the next, a 401 (or
+// client yet: a 429 cools the key (or marks it exhausted, ratelimit.go)
+// and moves to the next, a 529 or an overloaded 503 moves to the fallbacks, a 401 (or
 // an error body that says the key is invalid) rejects it and moves on, a
 // 403 goes back as it is, a 500, 502, 503 or 504 moves on after a
 // backoff, and an upstream that cannot be reached gives way to the next
@@ -60,11 +62,19 @@ func (a attempts) RoundTrip(out *http.Request) (*http.Response, error) {
 			cands = append(cands, candidate{u, k})
 		}
 	}
-	add(st.up)
+	// An upstream that said it is overloaded goes after its fallbacks
+	// until its backoff ends.
+	order := []*upstreamRT{st.up}
 	for _, name := range primary.Fallback {
 		if u := st.rt.byName[name]; u != nil {
-			add(u)
+			order = append(order, u)
 		}
+	}
+	if len(order) > 1 && a.f.overload.backingOff(st.up.cfg.Name, time.Now()) {
+		order = append(order[1:], order[0])
+	}
+	for _, u := range order {
+		add(u)
 	}
 	var last *http.Response
 	var unreachable map[*upstreamRT]bool // made on the first failure
@@ -101,7 +111,10 @@ func (a attempts) RoundTrip(out *http.Request) (*http.Response, error) {
 		}
 		a.f.keys.trying(c.u.cfg, c.key, time.Now())
 		res, sent, err := roundTrip(req, st, c.u)
-		rejected := a.f.keys.observe(c.u.cfg, c.key, res, time.Now())
+		rejected, lim := a.f.keys.observe(c.u.cfg, c.key, res, time.Now())
+		if lim.class != "" {
+			st.rec.Limit = lim.class
+		}
 		if err != nil {
 			if ctx.Err() != nil || sent {
 				// The upstream may have the request (and run and bill
@@ -114,8 +127,18 @@ func (a attempts) RoundTrip(out *http.Request) (*http.Response, error) {
 			lastErr, unreachable[c.u] = err, true // another key will not reach it either
 			continue
 		}
-		if !rejected && !retryable(res.StatusCode) {
-			return res, nil
+		if !rejected && lim.class != LimitQuota && !retryable(res.StatusCode) {
+			return res, nil // a 402 whose balance is used up tries the next key too
+		}
+		if lim.class == LimitOverloaded {
+			// The upstream is overloaded, not the key: its other keys are
+			// not tried; the fallbacks are, and later requests try them
+			// first for a while.
+			a.f.overload.set(c.u.cfg.Name, lim.until)
+			if unreachable == nil {
+				unreachable = map[*upstreamRT]bool{}
+			}
+			unreachable[c.u] = true
 		}
 		last, lastErr = res, nil
 	}
@@ -245,7 +268,7 @@ func retryable(status int) bool {
 // exponential step from 250 ms, capped.
 func backoff(res *http.Response, n int, limit time.Duration) time.Duration {
 	switch res.StatusCode {
-	case http.StatusTooManyRequests, 529, http.StatusUnauthorized, http.StatusForbidden, http.StatusBadRequest:
+	case http.StatusTooManyRequests, 529, http.StatusUnauthorized, http.StatusForbidden, http.StatusBadRequest, http.StatusPaymentRequired:
 		return 0
 	}
 	d := retryAfter(res, firstBackoff<<min(n-1, 10), time.Now())
@@ -264,6 +287,33 @@ func sleep(ctx context.Context, d time.Duration) error {
 	case <-ctx.Done():
 		return ctx.Err()
 	}
+}
+
+// overloads holds the upstreams that said they are overloaded, until
+// when they back off.
+type overloads struct {
+	mu sync.Mutex
+	m  map[string]time.Time
+}
+
+func (o *overloads) set(name string, until time.Time) {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	if o.m == nil {
+		o.m = map[string]time.Time{}
+	}
+	o.m[name] = until
+}
+
+func (o *overloads) backingOff(name string, now time.Time) bool {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	until, ok := o.m[name]
+	if ok && !now.Before(until) {
+		delete(o.m, name)
+		return false
+	}
+	return ok
 }
 
 // keysFor lists the keys of an upstream that may be tried now; an upstream

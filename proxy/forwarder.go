@@ -41,6 +41,7 @@ type Forwarder struct {
 	failures failureLimiter
 	rp       *httputil.ReverseProxy
 	keys     keyStates
+	overload overloads // upstreams backing off after saying they are overloaded
 	gates    gates
 	usage    atomic.Pointer[UsageBook]
 	paused   atomic.Bool

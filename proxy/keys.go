@@ -1,7 +1,6 @@
 package proxy
 
 import (
-	"bytes"
 	"crypto/sha256"
 	"encoding/json"
 	"fmt"
@@ -25,6 +24,7 @@ const (
 	KeyOK       = "ok"
 	KeyCooling  = "cooling"
 	KeyRejected = "rejected"
+	// KeyExhausted (ratelimit.go): a quota or balance used up.
 )
 
 // DefaultCooling is how long a key rests after a 429 without Retry-After.
@@ -98,6 +98,12 @@ func (ks *keyStates) usable(up *Upstream, creds []Credential, now time.Time) ([]
 		case s.state == KeyRejected:
 			why = append(why, fmt.Sprintf("%s rejected (%s)", c.Label, s.reason))
 			continue
+		case s.state == KeyExhausted && s.until.IsZero():
+			why = append(why, fmt.Sprintf("%s exhausted (%s; enable it again once topped up)", c.Label, s.reason))
+			continue
+		case s.state == KeyExhausted && now.Before(s.until):
+			why = append(why, fmt.Sprintf("%s exhausted until %s (%s)", c.Label, s.until.Format(time.TimeOnly), s.reason))
+			continue
 		case now.Before(s.until):
 			why = append(why, fmt.Sprintf("%s cooling until %s", c.Label, s.until.Format(time.TimeOnly)))
 			continue
@@ -122,21 +128,25 @@ func (ks *keyStates) usable(up *Upstream, creds []Credential, now time.Time) ([]
 func (ks *keyStates) trying(up *Upstream, c Credential, now time.Time) {
 	ks.lock()
 	defer ks.mu.Unlock()
-	if s := ks.m[keyID(up.Name, c.Label)]; s != nil && s.state == KeyCooling {
-		s.until = now.Add(probeHold)
+	if s := ks.m[keyID(up.Name, c.Label)]; s != nil && (s.state == KeyCooling || s.state == KeyExhausted && !s.until.IsZero()) {
+		s.state, s.until = KeyCooling, now.Add(probeHold) // the reset has come: this request probes
 	}
 }
 
 // observe updates a key's state from the upstream's answer and reports
-// whether it rejected the key; res is nil when the upstream could not be
-// reached, which says nothing of the key.
-func (ks *keyStates) observe(up *Upstream, c Credential, res *http.Response, now time.Time) (rejected bool) {
+// whether it rejected the key, and what the answer said of limits; res is
+// nil when the upstream could not be reached, which says nothing of the
+// key. An overloaded upstream says nothing of the key either.
+func (ks *keyStates) observe(up *Upstream, c Credential, res *http.Response, now time.Time) (rejected bool, lim limit) {
+	if res != nil {
+		lim = readLimit(res, now) // they read error bodies: not under the lock
+	}
 	if up.Auth == AuthNone {
-		return false
+		return false, lim
 	}
 	invalid := ""
 	if res != nil {
-		invalid = invalidKey(res) // reads an error body: not under the lock
+		invalid = invalidKey(res)
 	}
 	ks.lock()
 	defer ks.mu.Unlock()
@@ -147,15 +157,20 @@ func (ks *keyStates) observe(up *Upstream, c Credential, res *http.Response, now
 		if s != nil && s.state == KeyCooling {
 			s.until = now // unreachable says nothing of the key: let another request probe
 		}
-	case res.StatusCode == http.StatusTooManyRequests || res.StatusCode == 529:
-		ks.m[id] = &keyState{state: KeyCooling, until: now.Add(retryAfter(res, DefaultCooling, now)), reason: res.Status}
+	case lim.class == LimitOverloaded:
+	case lim.class == LimitQuota:
+		ks.m[id] = &keyState{state: KeyExhausted, until: lim.until, reason: lim.reason}
+	case lim.class == LimitRate:
+		ks.m[id] = &keyState{state: KeyCooling, until: lim.until, reason: lim.reason}
 	case invalid != "":
 		ks.m[id] = &keyState{state: KeyRejected, reason: invalid, secret: sha256.Sum256([]byte(c.Secret))}
-		return true
+		return true, lim
 	default:
-		delete(ks.m, id) // it works (a 403 is about the request, not the key)
+		if s != nil {
+			delete(ks.m, id) // it works (a 403 is about the request, not the key)
+		}
 	}
-	return false
+	return false, lim
 }
 
 // invalidKeyMarkers are what error bodies say when the key itself is
@@ -178,18 +193,8 @@ func invalidKey(res *http.Response) string {
 	default:
 		return ""
 	}
-	if res.Body == nil || res.Header.Get("Content-Encoding") != "" {
-		return ""
-	}
-	peek, err := io.ReadAll(io.LimitReader(res.Body, maxErrorPeek))
-	res.Body = struct {
-		io.Reader
-		io.Closer
-	}{io.MultiReader(bytes.NewReader(peek), errReader{err}, res.Body), res.Body}
-	for _, m := range invalidKeyMarkers {
-		if bytes.Contains(peek, []byte(m)) {
-			return res.Status + " (" + m + ")"
-		}
+	if m := containsAny(peekBody(res), invalidKeyMarkers); m != "" {
+		return res.Status + " (" + m + ")"
 	}
 	return ""
 }
@@ -234,7 +239,7 @@ func (ks *keyStates) status(ups []*Upstream, now time.Time) []KeyStatus {
 			st := KeyStatus{Upstream: up.Name, Label: label, State: KeyOK}
 			if s := ks.m[keyID(up.Name, label)]; s != nil {
 				st.State, st.Reason = s.state, s.reason
-				if s.state == KeyCooling && now.Before(s.until) {
+				if (s.state == KeyCooling || s.state == KeyExhausted) && now.Before(s.until) {
 					st.Until = s.until
 				}
 			}

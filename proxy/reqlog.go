@@ -17,23 +17,26 @@ const DefaultRequestLogSize = 1000
 // request failed when Status is 400 or more or Error is set (a stream that
 // broke, stalled, carried an error or lacked its closing event).
 type Record struct {
-	ID         uint64        `json:"id"`
-	Start      time.Time     `json:"start"`
-	Client     string        `json:"client"`
-	Token      string        `json:"token,omitempty"` // the access token's name
-	Method     string        `json:"method"`
-	Path       string        `json:"path"`
-	Model      string        `json:"model,omitempty"`
-	Upstream   string        `json:"upstream,omitempty"`
-	Credential string        `json:"credential,omitempty"`
-	Route      string        `json:"route,omitempty"`
-	Attempts   int           `json:"attempts,omitempty"` // tries over keys and upstreams
-	Status     int           `json:"status"`
-	TTFB       time.Duration `json:"ttfb"`
-	Duration   time.Duration `json:"duration"`
-	BytesIn    int64         `json:"bytes_in"`
-	BytesOut   int64         `json:"bytes_out"`
-	Stream     bool          `json:"stream"`
+	ID         uint64    `json:"id"`
+	Start      time.Time `json:"start"`
+	Client     string    `json:"client"`
+	Token      string    `json:"token,omitempty"` // the access token's name
+	Method     string    `json:"method"`
+	Path       string    `json:"path"`
+	Model      string    `json:"model,omitempty"`
+	Upstream   string    `json:"upstream,omitempty"`
+	Credential string    `json:"credential,omitempty"`
+	Route      string    `json:"route,omitempty"`
+	Attempts   int       `json:"attempts,omitempty"` // tries over keys and upstreams
+	// Limit is the class of limit an upstream stated (ratelimit.go):
+	// rate_limit, quota_exhausted or overloaded.
+	Limit    string        `json:"limit,omitempty"`
+	Status   int           `json:"status"`
+	TTFB     time.Duration `json:"ttfb"`
+	Duration time.Duration `json:"duration"`
+	BytesIn  int64         `json:"bytes_in"`
+	BytesOut int64         `json:"bytes_out"`
+	Stream   bool          `json:"stream"`
 	// Token usage, as the upstream reported it.
 	PromptTokens     int64  `json:"prompt_tokens,omitempty"`
 	CompletionTokens int64  `json:"completion_tokens,omitempty"`
