@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net/http"
 	"net/http/httptrace"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -57,6 +58,12 @@ func (a attempts) RoundTrip(out *http.Request) (*http.Response, error) {
 		if err != nil {
 			lastErr = err
 			return
+		}
+		if u == st.up && st.pace != nil && st.pace.label != "" {
+			// Local pacing chose the key with room: it goes first.
+			if i := slices.IndexFunc(keys, func(k Credential) bool { return k.Label == st.pace.label }); i > 0 {
+				keys = append([]Credential{keys[i]}, slices.Delete(slices.Clone(keys), i, i+1)...)
+			}
 		}
 		for _, k := range keys {
 			cands = append(cands, candidate{u, k})

@@ -101,9 +101,14 @@ type Upstream struct {
 	// MaxConcurrent bounds the requests in flight to this upstream; the
 	// others wait in a queue. 0 means no limit.
 	MaxConcurrent int `toml:"max_concurrent,omitempty"`
-	// QueueTimeout is how long a request may wait in that queue before
-	// it gets 503; empty means DefaultQueueTimeout.
+	// QueueTimeout is how long a request may wait in that queue (and for
+	// local pacing) before it gets 503 (429 for pacing); empty means
+	// DefaultQueueTimeout.
 	QueueTimeout string `toml:"queue_timeout,omitempty"`
+	// RequestsPerMinute and TokensPerMinute pace each key of the upstream
+	// locally (pacing.go); 0 means no pacing.
+	RequestsPerMinute int `toml:"requests_per_minute,omitempty"`
+	TokensPerMinute   int `toml:"tokens_per_minute,omitempty"`
 }
 
 // Pool is a group of outbound proxies with health checks.

@@ -272,6 +272,12 @@ func (u *Upstream) validate(field string, names, pools map[string]bool, dir stri
 	if u.KeyStrategy != KeyRoundRobin && u.KeyStrategy != KeyFillFirst {
 		return fieldErr(field+".key_strategy", "unknown key strategy %q; use round-robin or fill-first", u.KeyStrategy)
 	}
+	if u.RequestsPerMinute < 0 {
+		return fieldErr(field+".requests_per_minute", "must be 0 (no pacing) or more")
+	}
+	if u.TokensPerMinute < 0 {
+		return fieldErr(field+".tokens_per_minute", "must be 0 (no pacing) or more")
+	}
 	if u.MaxConcurrent < 0 {
 		return fieldErr(field+".max_concurrent", "must be 0 (no limit) or more")
 	}

@@ -43,6 +43,7 @@ type Forwarder struct {
 	keys     keyStates
 	overload overloads // upstreams backing off after saying they are overloaded
 	gates    gates
+	pacers   pacers
 	usage    atomic.Pointer[UsageBook]
 	paused   atomic.Bool
 
@@ -165,6 +166,7 @@ func (f *Forwarder) Apply(cfg *Config, dir string) error {
 		}
 		u.route = route
 		u.gate = f.gates.get(uc)
+		u.pacer = f.pacers.get(uc)
 		rt.upstreams = append(rt.upstreams, u)
 		rt.byName[uc.Name] = u
 	}
@@ -233,6 +235,7 @@ type forwardState struct {
 	cancel        context.CancelCauseFunc // ends the upstream request
 	injectedUsage bool                    // stream_options.include_usage is ours
 	stream        bool                    // the client asked for a stream
+	pace          *pace                   // the key local pacing chose, or nil
 }
 
 // upstreamCfg is the config of the upstream that answered.
@@ -437,6 +440,19 @@ func (f *Forwarder) forward(rt *runtime, w *recorder, r *http.Request, name stri
 	ctx, cancel := context.WithCancelCause(r.Context())
 	defer cancel(nil)
 	st := &forwardState{rt: rt, up: up, rest: rest, query: r.URL.RawQuery, rec: rec, cancel: cancel}
+	if up.pacer != nil {
+		if keys, err := f.keysFor(up.cfg); err == nil { // without a usable key the attempts say why
+			labels := make([]string, len(keys))
+			for i, k := range keys {
+				labels[i] = k.Label
+			}
+			wait, _ := parseDuration(up.cfg.QueueTimeout, DefaultQueueTimeout)
+			if st.pace, e = up.pacer.take(r.Context(), up.cfg.Name, labels, estimateTokens(body), rec.Start.Add(wait)); e != nil {
+				fail(e)
+				return
+			}
+		}
+	}
 	st.body, st.injectedUsage = askForUsage(up.cfg, rest, body)
 	st.stream = isStreamRequest(rest, r.URL.RawQuery, body)
 	body = st.body
@@ -450,6 +466,7 @@ func (f *Forwarder) forward(rt *runtime, w *recorder, r *http.Request, name stri
 		r.GetBody = func() (io.ReadCloser, error) { return io.NopCloser(bytes.NewReader(body)), nil }
 	}
 	f.rp.ServeHTTP(w, r.WithContext(context.WithValue(ctx, ctxKey{}, st)))
+	st.pace.used(rec.PromptTokens + rec.CompletionTokens)
 }
 
 func bodyError(ctx context.Context, err error) *apiError {

@@ -83,6 +83,10 @@ type QueueStatus struct {
 	MaxConcurrent int    `json:"max_concurrent"` // 0: no limit
 	InFlight      int64  `json:"in_flight"`
 	Queued        int64  `json:"queued"`
+	// Paced requests wait for requests_per_minute or tokens_per_minute;
+	// Wait says which limit holds the first one back, and until when.
+	Paced int64     `json:"paced"`
+	Wait  *paceWait `json:"wait,omitempty"`
 }
 
 // Queue lists the requests in flight and waiting, per upstream.
@@ -91,7 +95,13 @@ func (f *Forwarder) Queue() []QueueStatus {
 	out := make([]QueueStatus, 0, len(rt.upstreams))
 	for _, u := range rt.upstreams {
 		gt := u.gate
-		out = append(out, QueueStatus{Upstream: u.cfg.Name, MaxConcurrent: u.cfg.MaxConcurrent, InFlight: gt.inFlight.Load(), Queued: gt.queued.Load()})
+		q := QueueStatus{Upstream: u.cfg.Name, MaxConcurrent: u.cfg.MaxConcurrent, InFlight: gt.inFlight.Load(), Queued: gt.queued.Load()}
+		if u.pacer != nil {
+			if q.Paced = u.pacer.waiting.Load(); q.Paced > 0 {
+				q.Wait = u.pacer.why.Load()
+			}
+		}
+		out = append(out, q)
 	}
 	return out
 }

@@ -33,7 +33,8 @@ type upstreamRT struct {
 	base      *url.URL
 	route     string // what the request log shows: direct, system, proxy URL
 	transport http.RoundTripper
-	gate      *gate // max_concurrent and its queue
+	gate      *gate  // max_concurrent and its queue
+	pacer     *pacer // requests_per_minute and tokens_per_minute; nil: none
 }
 
 func (u *upstreamRT) matches(model string) bool {

@@ -1,0 +1,214 @@
+package proxy
+
+import (
+	"context"
+	"fmt"
+	"net/http"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/tidwall/gjson"
+	"golang.org/x/time/rate"
+)
+
+// Local pacing: requests_per_minute and tokens_per_minute of an upstream
+// hold for each of its keys (token buckets, golang.org/x/time/rate; the
+// requests' burst is a second's worth, the tokens' a minute's, so that one
+// large request can pass). A request that would exceed them
+// waits, in arrival order, until one of the upstream's keys has room —
+// that key is then tried first — rather than going out to get a 429. It
+// waits at most queue_timeout (counted with the max_concurrent queue),
+// then gets 429 in OpenAI's shape saying which limit and when it frees up.
+// Tokens are counted from the request's own estimate (its max_tokens,
+// max_completion_tokens or max_output_tokens, plus a quarter of the
+// body's bytes for the prompt) and corrected upward from the answer's
+// usage (see pace.used).
+// Only the first attempt is paced; a retry on another key after a 429 is
+// not held back.
+
+// pacer paces one upstream's keys.
+type pacer struct {
+	rpm, tpm int
+	line     chan struct{} // one waiter at a time; blocked sends are woken in order
+
+	mu   sync.Mutex
+	keys map[string]*keyPace // by label
+
+	waiting atomic.Int64
+	why     atomic.Pointer[paceWait] // the first waiter's reason, for /v1/queue
+}
+
+type keyPace struct{ req, tok *rate.Limiter }
+
+// paceWait is why requests wait, and until when.
+type paceWait struct {
+	Limit string    `json:"limit"`
+	Until time.Time `json:"until"`
+}
+
+// pacers keeps each upstream's pacer across reloads while its limits stay.
+type pacers struct {
+	mu sync.Mutex
+	m  map[string]*pacer
+}
+
+func (p *pacers) get(up *Upstream) *pacer {
+	if up.RequestsPerMinute <= 0 && up.TokensPerMinute <= 0 {
+		return nil
+	}
+	key := fmt.Sprintf("%s\x00%d\x00%d", up.Name, up.RequestsPerMinute, up.TokensPerMinute)
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.m == nil {
+		p.m = map[string]*pacer{}
+	}
+	pc := p.m[key]
+	if pc == nil {
+		pc = &pacer{rpm: up.RequestsPerMinute, tpm: up.TokensPerMinute, line: make(chan struct{}, 1), keys: map[string]*keyPace{}}
+		p.m[key] = pc
+	}
+	return pc
+}
+
+func (pc *pacer) key(label string) *keyPace {
+	pc.mu.Lock()
+	defer pc.mu.Unlock()
+	k := pc.keys[label]
+	if k == nil {
+		k = &keyPace{}
+		if pc.rpm > 0 {
+			// A second's worth at once: providers enforce a per-minute
+			// limit over shorter windows, so a minute's burst would
+			// still meet 429s.
+			k.req = rate.NewLimiter(rate.Limit(float64(pc.rpm)/60), max(1, (pc.rpm+59)/60))
+		}
+		if pc.tpm > 0 {
+			k.tok = rate.NewLimiter(rate.Limit(float64(pc.tpm)/60), pc.tpm)
+		}
+		pc.keys[label] = k
+	}
+	return k
+}
+
+// pace is what a paced request holds: the key it may use now, and the
+// tokens it was counted for, to correct from the answer's usage.
+type pace struct {
+	pc     *pacer
+	label  string
+	tokens int
+}
+
+// take waits until one of labels has room for a request of tokens, in
+// arrival order, until deadline. It returns the key to use.
+func (pc *pacer) take(ctx context.Context, upstream string, labels []string, tokens int, deadline time.Time) (*pace, *apiError) {
+	if pc.tpm > 0 {
+		tokens = min(max(tokens, 1), pc.tpm) // one request never waits for more than a minute's worth
+	}
+	pc.waiting.Add(1)
+	defer pc.waiting.Add(-1)
+	timer := time.NewTimer(time.Until(deadline))
+	defer timer.Stop()
+	select {
+	case pc.line <- struct{}{}:
+	case <-timer.C:
+		return nil, paceError(upstream, pc.why.Load())
+	case <-ctx.Done():
+		return nil, newAPIError(StatusClientClosed, "client_closed", "the client closed the request while it waited for the upstream's pace")
+	}
+	defer func() { <-pc.line }()
+	for {
+		now := time.Now()
+		var best *paceWait
+		for _, label := range labels {
+			k := pc.key(label)
+			wait, limit := k.reserve(now, tokens)
+			if wait == 0 {
+				pc.why.Store(nil)
+				return &pace{pc: pc, label: label, tokens: tokens}, nil
+			}
+			if best == nil || now.Add(wait).Before(best.Until) {
+				best = &paceWait{Limit: limit, Until: now.Add(wait)}
+			}
+		}
+		if best == nil {
+			return &pace{pc: pc}, nil // no key to pace
+		}
+		pc.why.Store(best)
+		if best.Until.After(deadline) {
+			return nil, paceError(upstream, best)
+		}
+		t := time.NewTimer(time.Until(best.Until))
+		select {
+		case <-t.C:
+		case <-ctx.Done():
+			t.Stop()
+			return nil, newAPIError(StatusClientClosed, "client_closed", "the client closed the request while it waited for the upstream's pace")
+		}
+	}
+}
+
+// reserve takes a request and tokens from the key's buckets if both have
+// room now; otherwise it takes nothing and says how long until they do,
+// and which limit holds the request back.
+func (k *keyPace) reserve(now time.Time, tokens int) (time.Duration, string) {
+	var wait time.Duration
+	limit := ""
+	var rs []*rate.Reservation
+	if k.req != nil {
+		r := k.req.ReserveN(now, 1)
+		rs = append(rs, r)
+		if d := r.DelayFrom(now); d > wait {
+			wait, limit = d, "requests_per_minute"
+		}
+	}
+	if k.tok != nil {
+		r := k.tok.ReserveN(now, tokens)
+		rs = append(rs, r)
+		if d := r.DelayFrom(now); d > wait {
+			wait, limit = d, "tokens_per_minute"
+		}
+	}
+	if wait > 0 {
+		for _, r := range rs {
+			r.CancelAt(now)
+		}
+	}
+	return wait, limit
+}
+
+// used corrects the key's token count from the answer's usage: what the
+// answer used beyond the estimate is taken from the bucket too. An answer
+// that used less gives nothing back: providers count a request's
+// max_tokens against the limit the same way (OpenAI documents it), so the
+// estimate is what the limit sees.
+func (p *pace) used(actual int64) {
+	if p == nil || p.label == "" || p.pc.tpm <= 0 {
+		return
+	}
+	if diff := int(actual) - p.tokens; diff > 0 {
+		p.pc.key(p.label).tok.ReserveN(time.Now(), min(diff, p.pc.tpm))
+	}
+}
+
+func paceError(upstream string, w *paceWait) *apiError {
+	msg := fmt.Sprintf("upstream %q is paced by this forwarder and this request waited its queue_timeout", upstream)
+	if w != nil {
+		msg = fmt.Sprintf("upstream %q: this request would exceed %s on every key; it frees up at %s (in %s). Gatehouse holds it back instead of letting the provider refuse it; wait, or raise the limit or queue_timeout",
+			upstream, w.Limit, w.Until.Format(time.TimeOnly), time.Until(w.Until).Round(time.Second))
+	}
+	return newAPIError(http.StatusTooManyRequests, "rate_limit_exceeded", msg)
+}
+
+// estimateTokens is what a request may use: the most it may write, plus a
+// quarter of its body's bytes for the prompt.
+func estimateTokens(body []byte) int {
+	n := len(body) / 4
+	for _, field := range []string{"max_tokens", "max_completion_tokens", "max_output_tokens", "generationConfig.maxOutputTokens"} {
+		if v := gjson.GetBytes(body, field); v.Exists() {
+			n += int(v.Int())
+			break
+		}
+	}
+	return n
+}

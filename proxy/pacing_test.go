@@ -1,0 +1,148 @@
+package proxy
+
+import (
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+)
+
+// pacedHarness is a forwarder for one upstream with one key and the
+// given pacing, in front of an upstream that notes when each request
+// arrived and can hold its answers until release is closed.
+type pacedHarness struct {
+	*harness
+	mu       sync.Mutex
+	arrivals []time.Time
+	release  chan struct{}
+}
+
+func newPacedHarness(t *testing.T, up Upstream) *pacedHarness {
+	p := &pacedHarness{release: make(chan struct{})}
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		p.mu.Lock()
+		p.arrivals = append(p.arrivals, time.Now())
+		p.mu.Unlock()
+		<-p.release
+		fmt.Fprint(w, `{"id":"x","choices":[],"usage":{"prompt_tokens":5,"completion_tokens":3}}`)
+	}))
+	t.Cleanup(srv.Close)
+	up.Name, up.BaseURL, up.Models, up.Keys = "main", srv.URL+"/v1", []string{"m"}, []string{"a"}
+	cfg := &Config{Upstreams: []Upstream{up}}
+	cfg.applyDefaults()
+	p.harness = &harness{reqlog: NewRequestLog(0), logs: &syncBuffer{}}
+	p.fwd = NewForwarder(keyCreds{"main": keys("a")}, p.reqlog, nil)
+	require.NoError(t, p.fwd.Apply(cfg, ""))
+	p.srv = httptest.NewServer(p.fwd)
+	t.Cleanup(p.srv.Close)
+	return p
+}
+
+// TestPacingStartsRequestsNoFasterThanTheRate: with requests_per_minute =
+// 120 (two a second, two at once), 12 concurrent requests all succeed, and
+// the upstream sees request i no sooner than (i-1)/2 seconds after the
+// first. A slow machine only widens the gaps, so this lower bound cannot
+// fail for the machine's sake.
+func TestPacingStartsRequestsNoFasterThanTheRate(t *testing.T) {
+	p := newPacedHarness(t, Upstream{RequestsPerMinute: 120})
+	close(p.release)
+	var wg sync.WaitGroup
+	codes := make([]int, 12)
+	for i := range codes {
+		wg.Go(func() {
+			res, _ := p.do(t, http.MethodPost, "/v1/chat/completions", `{"model":"m"}`, nil)
+			codes[i] = res.StatusCode
+		})
+	}
+	wg.Wait()
+	for _, c := range codes {
+		assert.Equal(t, http.StatusOK, c)
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	require.Len(t, p.arrivals, 12)
+	first := p.arrivals[0]
+	for i, at := range p.arrivals {
+		earliest := time.Duration(max(i-1, 0)) * 500 * time.Millisecond
+		assert.GreaterOrEqual(t, at.Sub(first)+10*time.Millisecond, earliest,
+			"request %d reached the upstream %s after the first, faster than 120 a minute", i+1, at.Sub(first))
+	}
+}
+
+// TestPacingGivesUpAtQueueTimeout: with one request a minute and a short
+// queue_timeout, the second request gets 429 in OpenAI's shape, naming the
+// limit, at once (it would wait longer than it may), and /v1/queue shows
+// a request that waits.
+func TestPacingGivesUpAtQueueTimeout(t *testing.T) {
+	p := newPacedHarness(t, Upstream{RequestsPerMinute: 1, QueueTimeout: "200ms"})
+	close(p.release)
+	res, _ := p.do(t, http.MethodPost, "/v1/chat/completions", `{"model":"m"}`, nil)
+	require.Equal(t, http.StatusOK, res.StatusCode)
+	res, body := p.do(t, http.MethodPost, "/v1/chat/completions", `{"model":"m"}`, nil)
+	require.Equal(t, http.StatusTooManyRequests, res.StatusCode)
+	var e struct {
+		Error struct{ Message, Type, Code string }
+	}
+	require.NoError(t, json.Unmarshal([]byte(body), &e))
+	assert.Equal(t, "rate_limit_exceeded", e.Error.Code)
+	assert.Contains(t, e.Error.Message, "requests_per_minute")
+	assert.Contains(t, e.Error.Message, "frees up at")
+	p.mu.Lock()
+	assert.Len(t, p.arrivals, 1, "the paced request went out")
+	p.mu.Unlock()
+}
+
+func TestPacingCountsTokens(t *testing.T) {
+	p := newPacedHarness(t, Upstream{TokensPerMinute: 600, QueueTimeout: "200ms"})
+	close(p.release)
+	res, _ := p.do(t, http.MethodPost, "/v1/chat/completions", `{"model":"m","max_tokens":500}`, nil)
+	require.Equal(t, http.StatusOK, res.StatusCode)
+	res, body := p.do(t, http.MethodPost, "/v1/chat/completions", `{"model":"m","max_tokens":500}`, nil)
+	require.Equal(t, http.StatusTooManyRequests, res.StatusCode)
+	assert.Contains(t, body, "tokens_per_minute")
+	res, _ = p.do(t, http.MethodPost, "/v1/chat/completions", `{"model":"m","max_tokens":10}`, nil)
+	assert.Equal(t, http.StatusOK, res.StatusCode, "a small request still fits")
+}
+
+func TestQueueShowsPacedRequests(t *testing.T) {
+	p := newPacedHarness(t, Upstream{RequestsPerMinute: 1, QueueTimeout: "2m"})
+	close(p.release)
+	res, _ := p.do(t, http.MethodPost, "/v1/chat/completions", `{"model":"m"}`, nil)
+	require.Equal(t, http.StatusOK, res.StatusCode)
+	done := make(chan int, 1)
+	go func() {
+		req, _ := http.NewRequest(http.MethodPost, p.url("/v1/chat/completions"), strings.NewReader(`{"model":"m"}`))
+		req.Header.Set("Content-Type", "application/json")
+		if res, err := http.DefaultClient.Do(req); err == nil {
+			res.Body.Close()
+			done <- res.StatusCode
+		}
+	}()
+	var q []QueueStatus
+	deadline := time.Now().Add(10 * time.Second) // only stops a broken test from hanging
+	for {
+		q = p.fwd.Queue()
+		if q[0].Paced == 1 || time.Now().After(deadline) {
+			break
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	require.EqualValues(t, 1, q[0].Paced)
+	require.NotNil(t, q[0].Wait)
+	assert.Equal(t, "requests_per_minute", q[0].Wait.Limit)
+	assert.True(t, q[0].Wait.Until.After(time.Now().Add(30*time.Second)), "the first frees up in about a minute")
+	p.srv.CloseClientConnections()
+}
+
+func TestEstimateTokens(t *testing.T) {
+	assert.Equal(t, 1000+len(`{"model":"m","max_tokens":1000}`)/4, estimateTokens([]byte(`{"model":"m","max_tokens":1000}`)))
+	assert.Equal(t, 50+len(`{"max_output_tokens":50}`)/4, estimateTokens([]byte(`{"max_output_tokens":50}`)))
+	assert.Equal(t, 3, estimateTokens([]byte(`{"model":"abc"}`)))
+}
