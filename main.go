@@ -271,6 +271,9 @@ func (c *cli) newService(cfgPath, listen string, reqlog *proxy.RequestLog) (*pro
 		return nil, err
 	}
 	c.warnIfKeychainUnreachable(svc.Forwarder.Config())
+	if path, err := proxy.DefaultCachePath(); err == nil {
+		svc.CachePath = path
+	}
 	if path, err := proxy.DefaultUsagePath(); err == nil {
 		book, err := proxy.OpenUsageBook(path)
 		if err != nil {

@@ -39,9 +39,12 @@ type Config struct {
 	// Direct is the global switch that bypasses every proxy and pool.
 	Direct bool `toml:"direct,omitempty"`
 	// MaxBodyMB bounds a request body, in MiB; 0 means DefaultMaxBodyMB.
-	MaxBodyMB int        `toml:"max_body_mb,omitempty"`
-	Upstreams []Upstream `toml:"upstreams"`
-	Pools     []Pool     `toml:"pools,omitempty"`
+	MaxBodyMB int `toml:"max_body_mb,omitempty"`
+	// CacheMaxMB bounds the response cache, in MiB; 0 means
+	// DefaultCacheMaxMB.
+	CacheMaxMB int        `toml:"cache_max_mb,omitempty"`
+	Upstreams  []Upstream `toml:"upstreams"`
+	Pools      []Pool     `toml:"pools,omitempty"`
 	// Tokens are local access tokens, kept only as SHA-256 hashes. With
 	// none, loopback clients need no token; with any, every client does.
 	Tokens []Token `toml:"tokens,omitempty"`
@@ -109,6 +112,9 @@ type Upstream struct {
 	// locally (pacing.go); 0 means no pacing.
 	RequestsPerMinute int `toml:"requests_per_minute,omitempty"`
 	TokensPerMinute   int `toml:"tokens_per_minute,omitempty"`
+	// Cache keeps this upstream's answers for a while (a duration such as
+	// "10m"; cache.go); empty means no cache.
+	Cache string `toml:"cache,omitempty"`
 }
 
 // Pool is a group of outbound proxies with health checks.
@@ -269,6 +275,14 @@ func (c *Config) MaxBodyBytes() int64 {
 		return DefaultMaxBodyMB << 20
 	}
 	return int64(c.MaxBodyMB) << 20
+}
+
+// cacheMaxBytes bounds the response cache in bytes.
+func (c *Config) cacheMaxBytes() int64 {
+	if c.CacheMaxMB <= 0 {
+		return DefaultCacheMaxMB << 20
+	}
+	return int64(c.CacheMaxMB) << 20
 }
 
 // Upstream returns the upstream with that name, or nil.

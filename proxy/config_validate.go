@@ -153,6 +153,9 @@ func (c *Config) validate(dir string) error {
 			return fieldErr(fmt.Sprintf("allowed_origins[%d]", i), "%v", err)
 		}
 	}
+	if c.CacheMaxMB < 0 {
+		return fieldErr("cache_max_mb", "must be a positive number of MiB (default %d)", DefaultCacheMaxMB)
+	}
 	if c.MaxBodyMB < 0 {
 		return fieldErr("max_body_mb", "must be a positive number of MiB (default %d)", DefaultMaxBodyMB)
 	}
@@ -271,6 +274,11 @@ func (u *Upstream) validate(field string, names, pools map[string]bool, dir stri
 	}
 	if u.KeyStrategy != KeyRoundRobin && u.KeyStrategy != KeyFillFirst {
 		return fieldErr(field+".key_strategy", "unknown key strategy %q; use round-robin or fill-first", u.KeyStrategy)
+	}
+	if u.Cache != "" {
+		if d, err := time.ParseDuration(u.Cache); err != nil || d <= 0 {
+			return fieldErr(field+".cache", "%q is not a duration; write how long answers are kept, such as \"10m\", or leave it out for no cache", u.Cache)
+		}
 	}
 	if u.RequestsPerMinute < 0 {
 		return fieldErr(field+".requests_per_minute", "must be 0 (no pacing) or more")

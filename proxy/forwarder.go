@@ -45,6 +45,7 @@ type Forwarder struct {
 	gates    gates
 	pacers   pacers
 	usage    atomic.Pointer[UsageBook]
+	cache    atomic.Pointer[lazyCache]
 	paused   atomic.Bool
 
 	mu           sync.Mutex                 // serialises Apply
@@ -323,6 +324,16 @@ func (f *Forwarder) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 }
 
+// responseCache is the response cache, opened on first use; nil when
+// there is none or it cannot be opened (then the request goes upstream).
+func (f *Forwarder) responseCache() *ResponseCache {
+	lc := f.cache.Load()
+	if lc == nil {
+		return nil
+	}
+	return lc.get(func(err error) { f.log.Warn("answers are not cached", "err", err) })
+}
+
 // finish writes the request's record, also when the reverse proxy aborted
 // the response with http.ErrAbortHandler (the stream broke after it began).
 func (f *Forwarder) finish(rw *recorder, r *http.Request) {
@@ -431,6 +442,23 @@ func (f *Forwarder) forward(rt *runtime, w *recorder, r *http.Request, name stri
 	}
 	rec.Upstream, rec.Route = up.cfg.Name, up.route
 
+	// The response cache, when the upstream has one: a hit is answered
+	// here, before any queue or pacing; a miss records the answer.
+	var cu *cacheUse
+	if ttl, _ := parseDuration(up.cfg.Cache, 0); ttl > 0 {
+		if c := f.responseCache(); c != nil && !bypassCache(r.Header) {
+			key := cacheKey(r.Method, rest+"?"+r.URL.RawQuery, up.cfg.Name, body)
+			if e, ok := c.get(key, ttl, time.Now()); ok {
+				rec.Cache, rec.PromptTokens, rec.CompletionTokens = "hit", e.PromptTokens, e.CompletionTokens
+				serveHit(w, e)
+				return
+			}
+			cu = &cacheUse{c: c, key: key, max: rt.cfg.cacheMaxBytes()}
+			w.cache, rec.Cache = cu, "miss"
+			w.Header().Set(CacheHeader, "miss")
+		}
+	}
+
 	release, e := up.gate.enter(r.Context(), up.cfg)
 	if e != nil {
 		fail(e)
@@ -467,6 +495,16 @@ func (f *Forwarder) forward(rt *runtime, w *recorder, r *http.Request, name stri
 	}
 	f.rp.ServeHTTP(w, r.WithContext(context.WithValue(ctx, ctxKey{}, st)))
 	st.pace.used(rec.PromptTokens + rec.CompletionTokens)
+	// Only a 200 that completed normally is stored: a cut stream panics
+	// out of ServeHTTP above, an errored one has its Error set.
+	if cu != nil && !cu.big && w.status == http.StatusOK && rec.Error == "" && r.Context().Err() == nil {
+		now := time.Now()
+		err := cu.c.put(cu.key, &cacheEntry{ContentType: w.Header().Get("Content-Type"), Body: cu.buf.Bytes(), Stored: now,
+			PromptTokens: rec.PromptTokens, CompletionTokens: rec.CompletionTokens}, now, cu.max)
+		if err != nil {
+			f.log.Warn("response not cached", "upstream", up.cfg.Name, "err", err)
+		}
+	}
 }
 
 func bodyError(ctx context.Context, err error) *apiError {
@@ -629,6 +667,7 @@ type recorder struct {
 	status    int
 	bytes     int64
 	firstByte time.Time
+	cache     *cacheUse // on a cache miss: the answer, to store
 }
 
 func (w *recorder) WriteHeader(code int) {
@@ -647,6 +686,9 @@ func (w *recorder) Write(b []byte) (int, error) {
 	}
 	n, err := w.ResponseWriter.Write(b)
 	w.bytes += int64(n)
+	if w.cache != nil {
+		w.cache.write(b[:n])
+	}
 	return n, err
 }
 

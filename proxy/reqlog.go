@@ -30,7 +30,11 @@ type Record struct {
 	Attempts   int       `json:"attempts,omitempty"` // tries over keys and upstreams
 	// Limit is the class of limit an upstream stated (ratelimit.go):
 	// rate_limit, quota_exhausted or overloaded.
-	Limit    string        `json:"limit,omitempty"`
+	Limit string `json:"limit,omitempty"`
+	// Cache is "hit" when the answer came from the response cache (its
+	// tokens are the ones it saved), "miss" when it was looked up and
+	// not found.
+	Cache    string        `json:"cache,omitempty"`
 	Status   int           `json:"status"`
 	TTFB     time.Duration `json:"ttfb"`
 	Duration time.Duration `json:"duration"`

@@ -35,6 +35,10 @@ type Service struct {
 	// Usage, if set, counts every request's tokens and is saved while Run
 	// runs and when it ends.
 	Usage *UsageBook
+	// CachePath, if set, is where the response cache of upstreams with
+	// cache = "…" is kept (cache.go); it is opened on first use and closed
+	// when Run ends.
+	CachePath string
 
 	path   string
 	listen string // --listen override, or ""
@@ -193,6 +197,16 @@ func (s *Service) Run(ctx context.Context, reload <-chan struct{}) error {
 	var wg sync.WaitGroup
 	wg.Go(func() { s.watch(runCtx, reload) })
 	wg.Go(func() { s.Forwarder.RunChecks(runCtx) })
+	if s.CachePath != "" {
+		lc := &lazyCache{path: s.CachePath}
+		s.Forwarder.cache.Store(lc)
+		defer func() {
+			s.Forwarder.cache.Store(nil)
+			if err := lc.close(); err != nil {
+				s.log.Warn("response cache not closed cleanly", "err", err)
+			}
+		}()
+	}
 	if s.Usage != nil {
 		s.Forwarder.usage.Store(s.Usage)
 		usageCtx, stopUsage := context.WithCancel(context.Background())

@@ -25,6 +25,10 @@ type UsageTotal struct {
 	Requests         int64  `json:"requests"`
 	PromptTokens     int64  `json:"prompt_tokens"`
 	CompletionTokens int64  `json:"completion_tokens"`
+	// CacheHits were answered from the response cache; SavedTokens are
+	// the tokens they would have cost (not counted above).
+	CacheHits   int64 `json:"cache_hits,omitempty"`
+	SavedTokens int64 `json:"saved_tokens,omitempty"`
 }
 
 // UsageBook keeps token totals per upstream, model and day for the last
@@ -96,8 +100,13 @@ func (b *UsageBook) Add(rec *Record) {
 		b.rows[key] = t
 	}
 	t.Requests++
-	t.PromptTokens += rec.PromptTokens
-	t.CompletionTokens += rec.CompletionTokens
+	if rec.Cache == "hit" {
+		t.CacheHits++
+		t.SavedTokens += rec.PromptTokens + rec.CompletionTokens
+	} else {
+		t.PromptTokens += rec.PromptTokens
+		t.CompletionTokens += rec.CompletionTokens
+	}
 	b.dirty = true
 }
 

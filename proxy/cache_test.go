@@ -1,0 +1,155 @@
+package proxy
+
+import (
+	"bufio"
+	"fmt"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/gatehouse-app/gatehouse/internal/mockllm"
+)
+
+// cacheHarness is a forwarder with one cached upstream (key secretOpenAI)
+// in front of mock, its store at path.
+func cacheHarness(t *testing.T, upstream http.Handler, path string, maxMB int) *harness {
+	t.Helper()
+	srv := httptest.NewServer(upstream)
+	t.Cleanup(srv.Close)
+	cfg := &Config{CacheMaxMB: maxMB, Upstreams: []Upstream{{Name: "openai", BaseURL: srv.URL + "/v1", Models: []string{"gpt-*"}, KeyEnv: "TEST_OPENAI_KEY", Cache: "10m"}}}
+	h := newHarness(t, cfg)
+	lc := &lazyCache{path: path}
+	h.fwd.cache.Store(lc)
+	t.Cleanup(func() { require.NoError(t, lc.close()) })
+	return h
+}
+
+func (h *harness) ask(t *testing.T, body string, header map[string]string) (*http.Response, string) {
+	t.Helper()
+	return h.do(t, http.MethodPost, "/v1/chat/completions", body, header)
+}
+
+func TestCacheAnswersARepeatedRequestOnce(t *testing.T) {
+	mock := &mockllm.Server{}
+	path := filepath.Join(t.TempDir(), "responses.db")
+	h := cacheHarness(t, mock, path, 0)
+
+	res, first := h.ask(t, `{"model":"gpt-4o","messages":[{"role":"user","content":"hi"}],"temperature":0}`, nil)
+	require.Equal(t, http.StatusOK, res.StatusCode)
+	assert.Equal(t, "miss", res.Header.Get(CacheHeader))
+	// The same request with its keys in another order and other spacing.
+	res, again := h.ask(t, `{ "temperature": 0, "messages": [ {"content":"hi", "role":"user"} ], "model": "gpt-4o" }`, nil)
+	require.Equal(t, http.StatusOK, res.StatusCode)
+	assert.Equal(t, "hit", res.Header.Get(CacheHeader))
+	assert.Equal(t, first, again)
+	assert.Equal(t, 1, mock.Hits("/chat/completions"), "the upstream answered twice")
+	rec := h.lastRecord(t, 2)
+	assert.Equal(t, "hit", rec.Cache)
+	assert.Positive(t, rec.PromptTokens, "a hit carries the tokens it saved")
+
+	// Another body, or no-cache, goes upstream.
+	res, _ = h.ask(t, `{"model":"gpt-4o","messages":[{"role":"user","content":"other"}]}`, nil)
+	assert.Equal(t, "miss", res.Header.Get(CacheHeader))
+	res, _ = h.ask(t, `{"model":"gpt-4o","messages":[{"role":"user","content":"hi"}],"temperature":0}`, map[string]string{"Cache-Control": "no-cache"})
+	assert.Empty(t, res.Header.Get(CacheHeader), "no-cache bypasses the cache")
+	assert.Equal(t, 3, mock.Hits("/chat/completions"))
+
+	// The usage book counts a hit as saved tokens, not spent ones.
+	book, err := OpenUsageBook(filepath.Join(t.TempDir(), "usage.json"))
+	require.NoError(t, err)
+	book.Add(&rec)
+	tot := book.Totals()
+	require.Len(t, tot, 1)
+	assert.EqualValues(t, 1, tot[0].CacheHits)
+	assert.Equal(t, rec.PromptTokens+rec.CompletionTokens, tot[0].SavedTokens)
+	assert.Zero(t, tot[0].PromptTokens)
+
+	// Nothing secret in the store's file.
+	data, err := os.ReadFile(path)
+	require.NoError(t, err)
+	assertNoSecrets(t, "the response cache", string(data))
+}
+
+func TestCacheReplaysAStreamByteForByte(t *testing.T) {
+	mock := &mockllm.Server{}
+	h := cacheHarness(t, mock, filepath.Join(t.TempDir(), "responses.db"), 0)
+	body := `{"model":"gpt-4o","stream":true,"messages":[{"role":"user","content":"hi"}]}`
+	res, first := h.ask(t, body, nil)
+	require.Equal(t, http.StatusOK, res.StatusCode)
+	require.Contains(t, first, "data: [DONE]")
+	res, again := h.ask(t, body, nil)
+	assert.Equal(t, "hit", res.Header.Get(CacheHeader))
+	assert.Equal(t, "text/event-stream", strings.Split(res.Header.Get("Content-Type"), ";")[0])
+	assert.Equal(t, first, again, "the events come back byte for byte, in order")
+	assert.Equal(t, 1, mock.Hits("/chat/completions"))
+}
+
+func TestCacheNeverStoresACutStream(t *testing.T) {
+	var calls atomic.Int32
+	cut := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		calls.Add(1)
+		w.Header().Set("Content-Type", "text/event-stream")
+		w.WriteHeader(http.StatusOK)
+		fmt.Fprint(w, "data: {\"choices\":[{\"delta\":{\"content\":\"half\"}}]}\n\n")
+		w.(http.Flusher).Flush()
+		conn, buf, err := w.(http.Hijacker).Hijack()
+		if err == nil {
+			_ = buf.Flush()
+			conn.Close() // the stream breaks off
+		}
+	})
+	h := cacheHarness(t, cut, filepath.Join(t.TempDir(), "responses.db"), 0)
+	body := `{"model":"gpt-4o","stream":true,"messages":[]}`
+	for range 2 {
+		req, _ := http.NewRequest(http.MethodPost, h.url("/v1/chat/completions"), strings.NewReader(body))
+		req.Header.Set("Content-Type", "application/json")
+		res, err := http.DefaultClient.Do(req)
+		if err == nil {
+			_, _ = io.Copy(io.Discard, bufio.NewReader(res.Body))
+			res.Body.Close()
+		}
+	}
+	assert.EqualValues(t, 2, calls.Load(), "a cut stream was answered from the cache")
+}
+
+func TestCacheEvictsTheLeastRecentlyUsedAndSurvivesARestart(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "responses.db")
+	c, err := OpenResponseCache(path)
+	require.NoError(t, err)
+	now := time.Now()
+	big := strings.Repeat("x", 300<<10)
+	const bound = 1 << 20
+	for i := range 6 {
+		key := cacheKey("POST", "chat/completions?", "u", []byte(fmt.Sprint(i)))
+		require.NoError(t, c.put(key, &cacheEntry{ContentType: "application/json", Body: []byte(big), Stored: now}, now.Add(time.Duration(i)*time.Second), bound))
+		if i == 1 {
+			// Entry 0 is used again: entry 1 is now the least recently used.
+			_, ok := c.get(cacheKey("POST", "chat/completions?", "u", []byte("0")), time.Hour, now.Add(1500*time.Millisecond))
+			require.True(t, ok)
+		}
+	}
+	size, count := c.size()
+	assert.LessOrEqual(t, size, int64(bound))
+	assert.Equal(t, 3, count)
+	_, ok := c.get(cacheKey("POST", "chat/completions?", "u", []byte("1")), time.Hour, now.Add(10*time.Second))
+	assert.False(t, ok, "the least recently used entry stayed")
+	require.NoError(t, c.Close())
+
+	// A restart keeps what was stored; an expired entry is gone.
+	c, err = OpenResponseCache(path)
+	require.NoError(t, err)
+	defer c.Close()
+	_, ok = c.get(cacheKey("POST", "chat/completions?", "u", []byte("5")), time.Hour, now.Add(10*time.Second))
+	assert.True(t, ok, "an entry did not survive the restart")
+	_, ok = c.get(cacheKey("POST", "chat/completions?", "u", []byte("4")), time.Minute, now.Add(2*time.Minute))
+	assert.False(t, ok, "an expired entry was served")
+}
