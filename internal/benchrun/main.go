@@ -709,12 +709,23 @@ interval = "1m"
 		return err
 	}
 
+	wrkN, wrkD := 7, 3*time.Second
+	if quick {
+		wrkN, wrkD = 2, time.Second
+	}
+	wrk, err := wrkRounds(dir, targets[0], targets[1], targets[2], wrkN, wrkD)
+	if err != nil {
+		return err
+	}
+
 	report(results, mem)
+	reportWrk(wrk)
 	data, err := json.MarshalIndent(struct {
-		When    time.Time `json:"when"`
-		Results []Result  `json:"results"`
-		Memory  Memory    `json:"memory"`
-	}{time.Now().UTC(), results, mem}, "", "  ")
+		When    time.Time  `json:"when"`
+		Results []Result   `json:"results"`
+		Memory  Memory     `json:"memory"`
+		Wrk     []WrkRound `json:"wrk_c1,omitempty"`
+	}{time.Now().UTC(), results, mem, wrk}, "", "  ")
 	if err != nil {
 		return err
 	}

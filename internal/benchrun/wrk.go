@@ -1,0 +1,99 @@
+package main
+
+import (
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// The outside measurement: wrk, one connection, against the mock directly,
+// the floor and gatehouse serve, in rounds whose order rotates, so that
+// whatever the machine does meanwhile falls on each path alike. It sees
+// the whole process, as a client does (the request log's writer, the
+// usage book, timers, GC), where the in-process timing sees one request.
+// It runs when wrk is installed (Debian: apt-get install wrk).
+
+// WrkRound is one round's added p50 at concurrency 1, for gatehouse and the
+// floor, over going direct.
+type WrkRound struct {
+	GatehouseAddedMs float64 `json:"gatehouse_added_p50_ms"`
+	FloorAddedMs     float64 `json:"floor_added_p50_ms"`
+	Ratio            float64 `json:"ratio"`
+}
+
+var wrkP50 = regexp.MustCompile(`(?m)^\s+50%\s+([0-9.]+)(us|ms|s)\s*$`)
+
+// wrkLatency runs wrk against t for d and returns its p50.
+func wrkLatency(dir string, t target, d time.Duration) (time.Duration, error) {
+	script := filepath.Join(dir, "wrk-"+strings.NewReplacer(" ", "-", ":", "", ",", "").Replace(t.name)+".lua")
+	lua := fmt.Sprintf("wrk.method = \"POST\"\nwrk.body = %q\nwrk.headers[\"Content-Type\"] = \"application/json\"\nwrk.headers[\"Authorization\"] = \"Bearer %s\"\n", chatBody, t.token)
+	if err := os.WriteFile(script, []byte(lua), 0o600); err != nil {
+		return 0, err
+	}
+	out, err := exec.Command("wrk", "-t1", "-c1", "-d"+d.String(), "--latency", "-s", script, t.url+"/v1/chat/completions").CombinedOutput()
+	if err != nil {
+		return 0, fmt.Errorf("wrk %s: %v\n%s", t.name, err, out)
+	}
+	m := wrkP50.FindStringSubmatch(string(out))
+	if m == nil {
+		return 0, fmt.Errorf("wrk %s: no 50%% line in\n%s", t.name, out)
+	}
+	v, _ := strconv.ParseFloat(m[1], 64)
+	unit := map[string]time.Duration{"us": time.Microsecond, "ms": time.Millisecond, "s": time.Second}[m[2]]
+	return time.Duration(v * float64(unit)), nil
+}
+
+// wrkRounds measures direct, floor and gatehouse serve in rotating order.
+func wrkRounds(dir string, direct, floor, serve target, rounds int, d time.Duration) ([]WrkRound, error) {
+	if _, err := exec.LookPath("wrk"); err != nil {
+		fmt.Fprintln(os.Stderr, "wrk is not installed: no outside measurement (apt-get install wrk)")
+		return nil, nil
+	}
+	fmt.Fprintf(os.Stderr, "wrk: %d rounds of %s per path, one connection…\n", rounds, d)
+	targets := []target{direct, floor, serve}
+	var out []WrkRound
+	for i := range rounds {
+		p50 := map[string]time.Duration{}
+		for j := range targets {
+			t := targets[(i+j)%len(targets)]
+			v, err := wrkLatency(dir, t, d)
+			if err != nil {
+				return nil, err
+			}
+			p50[t.name] = v
+		}
+		ms := func(d time.Duration) float64 { return float64(d) / float64(time.Millisecond) }
+		g, f := ms(p50[serve.name]-p50[direct.name]), ms(p50[floor.name]-p50[direct.name])
+		r := WrkRound{GatehouseAddedMs: g, FloorAddedMs: f}
+		if f > 0 {
+			r.Ratio = g / f
+		}
+		out = append(out, r)
+	}
+	return out, nil
+}
+
+func reportWrk(rounds []WrkRound) {
+	if len(rounds) == 0 {
+		return
+	}
+	ratios := make([]float64, len(rounds))
+	var parts []string
+	within := 0
+	for i, r := range rounds {
+		ratios[i] = r.Ratio
+		parts = append(parts, fmt.Sprintf("%.2f", r.Ratio))
+		if r.Ratio <= 1.1 {
+			within++
+		}
+	}
+	slices.Sort(ratios)
+	fmt.Printf("wrk, one connection: gatehouse serve's added p50 over the floor's, per round: %s (median %.2f×; %d of %d rounds within 1.10×).\n",
+		strings.Join(parts, ", "), ratios[len(ratios)/2], within, len(rounds))
+}
