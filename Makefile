@@ -71,9 +71,11 @@ screenshot:
 	$(GO) build -o bin/gatehouse .
 	$(GO) run ./internal/screenshot --gatehouse bin/gatehouse --out $(SHOTS)
 
-## icons: render assets/*.png from the SVG sources
+## icons: render assets/*.png and assets/icons/ (every size the installers
+## use, and the Windows .ico) from the SVG sources
 icons:
 	command -v rsvg-convert >/dev/null || apt-get install -y librsvg2-bin
+	command -v convert >/dev/null || apt-get install -y imagemagick
 	./assets/render.sh
 
 clean:
