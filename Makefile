@@ -7,7 +7,10 @@ $(error no Go toolchain; see the messages above)
 endif
 # Tests run `go build` themselves: the same toolchain comes first on PATH.
 export PATH := $(dir $(GO)):$(PATH)
-VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
+# The version and build number live in FyneApp.toml (make VERSION=x.y.z
+# APP_BUILD=n overrides them); `gatehouse version` prints VERSION.
+VERSION ?= $(shell sed -n 's/^Version *= *"\(.*\)"/\1/p' FyneApp.toml)
+APP_BUILD ?= $(shell sed -n 's/^Build *= *\([0-9]*\)/\1/p' FyneApp.toml)
 LDFLAGS := -s -w -X main.version=$(VERSION)
 ARGS ?=
 
