@@ -51,6 +51,19 @@ func (c *cli) runDefault() error {
 	reqlog := proxy.NewRequestLog(0)
 	a := fyneapp.NewWithID(appID)
 	a.SetIcon(fyne.NewStaticResource("icon.png", assets.AppIcon))
+
+	// SIGINT and SIGTERM are Quit. Fyne catches them too, but only once its
+	// loop runs, and the window is up before that: one that came earlier
+	// reached only main's handler (c.ctx), and the app kept running.
+	done := make(chan struct{})
+	defer close(done)
+	go func() {
+		select {
+		case <-c.ctx.Done():
+			fyne.Do(a.Quit) // queued until the loop runs
+		case <-done:
+		}
+	}()
 	return app.Run(a, app.Options{
 		ConfigPath: cfgPath,
 		RequestLog: reqlog,
