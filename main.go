@@ -67,6 +67,7 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 		"proxy-password": c.proxyPassword,
 		"export":         c.export,
 		"import":         c.import_,
+		"forget-secrets": c.forgetSecrets,
 		"version": func([]string) error {
 			fmt.Fprintf(stdout, "gatehouse %s (%s, %s %s/%s)\n", version, flavour, runtime.Version(), runtime.GOOS, runtime.GOARCH)
 			return nil
@@ -130,6 +131,8 @@ Commands:
   check [--timeout D]                 check every proxy and upstream now; exit 1 if one is down
   export --out FILE                   write the config and every secret, encrypted with a passphrase
   import FILE                         restore an export into this machine's keychain and config
+  forget-secrets --yes                delete every secret Gatehouse keeps in the keychain (the
+                                      Windows uninstaller offers it); the config stays
   version                             print the version
   help                                print this help
 
