@@ -13,8 +13,15 @@ VERSION ?= $(shell sed -n 's/^Version *= *"\(.*\)"/\1/p' FyneApp.toml)
 APP_BUILD ?= $(shell sed -n 's/^Build *= *\([0-9]*\)/\1/p' FyneApp.toml)
 LDFLAGS := -s -w -X main.version=$(VERSION)
 ARGS ?=
+# What the packaging scripts are told, and where they put what they make.
+PACKAGE_ENV := GO=$(GO) VERSION=$(VERSION) APP_BUILD=$(APP_BUILD)
+DEB := dist/gatehouse_$(VERSION)-$(APP_BUILD)_amd64.deb
+RPM := dist/gatehouse-$(VERSION)-$(APP_BUILD).x86_64.rpm
+TARBALL := dist/gatehouse-$(VERSION)-linux-amd64.tar.xz
+SETUP_EXE := dist/gatehouse-$(VERSION)-windows-amd64-setup.exe
 
-.PHONY: run test vet fmt-check build build-headless bench soak fuzz screenshot icons clean
+.PHONY: run test vet fmt-check build build-headless bench soak fuzz screenshot icons clean \
+	package-linux
 
 ## run: start Gatehouse: the window, the tray and the forwarder (without a
 ## display, the forwarder alone); ARGS="serve --config FILE" for headless
@@ -81,5 +88,12 @@ icons:
 	command -v convert >/dev/null || apt-get install -y imagemagick
 	./assets/render.sh
 
+## package-linux: dist/gatehouse-VERSION-linux-amd64.tar.xz (fyne package),
+## and the .deb and .rpm (nfpm): /usr/bin/gatehouse, menu entry, icons,
+## AppStream metainfo, licence
+package-linux:
+	./scripts/deps.sh package-linux
+	$(PACKAGE_ENV) ./packaging/linux/build.sh
+
 clean:
-	rm -rf gatehouse bin screenshots
+	rm -rf gatehouse bin screenshots dist

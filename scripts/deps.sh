@@ -8,6 +8,9 @@
 #   scripts/deps.sh run       system packages the program needs (and its
 #                             desktop build: a C compiler, GL, X11, Wayland)
 #   scripts/deps.sh screenshot  what make screenshot needs besides
+#   scripts/deps.sh package-linux    what make package-linux needs: the
+#                             desktop build, xz, and the .desktop and
+#                             AppStream validators
 #
 # System packages come from apt-get when they are missing and we are root or
 # have password-less sudo; otherwise the exact command to run is printed.
@@ -29,6 +32,10 @@ TEST_PKGS=(ca-certificates gnome-keyring dbus-daemon dbus-bin tinyproxy microsoc
 # make screenshot: clicks (xdotool), the window saved (imagemagick), and
 # glyphs for the Chinese screens (fonts-noto-cjk).
 SHOT_PKGS=(xvfb xdotool imagemagick fonts-noto-cjk)
+# make package-linux: the release build is the desktop build; the tarball is
+# xz; desktop-file-validate and appstreamcli check what menus and software
+# centres read. The tests also look inside the .rpm (rpm, cpio).
+PKG_LINUX_PKGS=("${RUN_PKGS[@]}" xz-utils desktop-file-utils appstream rpm cpio)
 
 say() { echo "deps: $*" >&2; }
 
@@ -111,5 +118,6 @@ case "${1:-}" in
   test) apt_install "${TEST_PKGS[@]}" ;;
   run) apt_install "${RUN_PKGS[@]}" ;;
   screenshot) apt_install "${SHOT_PKGS[@]}" ;;
-  *) echo "usage: scripts/deps.sh go|test|run|screenshot" >&2; exit 2 ;;
+  package-linux) apt_install "${PKG_LINUX_PKGS[@]}" ;;
+  *) echo "usage: scripts/deps.sh go|test|run|screenshot|package-linux" >&2; exit 2 ;;
 esac
