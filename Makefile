@@ -21,7 +21,7 @@ TARBALL := dist/gatehouse-$(VERSION)-linux-amd64.tar.xz
 SETUP_EXE := dist/gatehouse-$(VERSION)-windows-amd64-setup.exe
 
 .PHONY: run test vet fmt-check build build-headless bench soak fuzz screenshot icons clean \
-	package-linux
+	package-linux package-windows
 
 ## run: start Gatehouse: the window, the tray and the forwarder (without a
 ## display, the forwarder alone); ARGS="serve --config FILE" for headless
@@ -94,6 +94,12 @@ icons:
 package-linux:
 	./scripts/deps.sh package-linux
 	$(PACKAGE_ENV) ./packaging/linux/build.sh
+
+## package-windows: dist/gatehouse-VERSION-windows-amd64-setup.exe, a
+## per-user NSIS installer of gatehouse.exe, cross-compiled with MinGW-w64
+package-windows:
+	./scripts/deps.sh package-windows
+	$(PACKAGE_ENV) ./packaging/windows/build.sh
 
 clean:
 	rm -rf gatehouse bin screenshots dist
