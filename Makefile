@@ -21,7 +21,7 @@ TARBALL := dist/gatehouse-$(VERSION)-linux-amd64.tar.xz
 SETUP_EXE := dist/gatehouse-$(VERSION)-windows-amd64-setup.exe
 
 .PHONY: run test vet fmt-check build build-headless bench soak fuzz screenshot icons clean \
-	package-linux package-windows
+	package-linux package-windows package-darwin
 
 ## run: start Gatehouse: the window, the tray and the forwarder (without a
 ## display, the forwarder alone); ARGS="serve --config FILE" for headless
@@ -100,6 +100,11 @@ package-linux:
 package-windows:
 	./scripts/deps.sh package-windows
 	$(PACKAGE_ENV) ./packaging/windows/build.sh
+
+## package-darwin: dist/Gatehouse-VERSION-macos-ARCH.dmg holding Gatehouse.app; on a
+## Mac only (signing and notarisation: packaging/macos/README.md)
+package-darwin:
+	$(PACKAGE_ENV) ./packaging/macos/build.sh
 
 clean:
 	rm -rf gatehouse bin screenshots dist
