@@ -29,13 +29,18 @@ run:
 	./scripts/deps.sh run
 	$(GO) run . $(ARGS)
 
-## test: formatting, vet, benchmarks once (so they keep compiling), then
-## every test with the race detector, against a real Secret Service
-## (gnome-keyring on a private D-Bus session; the user's keyring is untouched)
-test: fmt-check vet
+## test: formatting, vet, the Linux and Windows packages, benchmarks once
+## (so they keep compiling), then every test with the race detector, against
+## a real Secret Service (gnome-keyring on a private D-Bus session; the
+## user's keyring is untouched); the package tests install the .deb (as root
+## or with password-less sudo), run it and remove it, and look inside the
+## .rpm and the Windows installer
+test: fmt-check vet package-linux package-windows
 	./scripts/deps.sh test
 	$(GO) test -run '^$$' -bench . -benchtime 100x ./...
-	CGO_ENABLED=1 ./scripts/keyring-session.sh $(GO) test -race -count=1 -timeout 20m -v ./...
+	GATEHOUSE_VERSION=$(VERSION) GATEHOUSE_APP_BUILD=$(APP_BUILD) GATEHOUSE_DEB=$(CURDIR)/$(DEB) \
+	GATEHOUSE_RPM=$(CURDIR)/$(RPM) GATEHOUSE_TARBALL=$(CURDIR)/$(TARBALL) GATEHOUSE_SETUP_EXE=$(CURDIR)/$(SETUP_EXE) \
+	CGO_ENABLED=1 ./scripts/keyring-session.sh $(GO) test -race -count=1 -timeout 25m -v ./...
 
 vet:
 	$(GO) vet ./...
