@@ -351,6 +351,9 @@ func TestDebInstallRunRemove(t *testing.T) {
 		}
 	}
 
+	// Depends are resolved (the build machine has them: they are what the
+	// build links); Recommends (libdecor) are left out, so that nothing is
+	// downloaded. The lock timeout waits for another apt on the machine.
 	out2, err := rootRun(t, root, "apt-get", "install", "-y", "--no-install-recommends", "-o", "DPkg::Lock::Timeout=300", deb)
 	require.NoError(t, err, out2)
 	removed := false

@@ -22,7 +22,7 @@ rm -f "$DIST"/gatehouse-*-windows-*-setup.exe
 # flags ask for. The 256-pixel PNG becomes the executable's icon (fyne
 # stores the one image it is given; Windows scales it down).
 fyne=$(fyne_cli)
-say "building gatehouse.exe $VERSION ($APP_BUILD) for windows/amd64 (about 6 minutes the first time)"
+say "building gatehouse.exe $VERSION ($APP_BUILD) for windows/amd64 (6 to 13 minutes on 2 cores the first time, seconds after)"
 rm -f gatehouse.exe Gatehouse.exe
 GOFLAGS=$(fyne_goflags) CGO_ENABLED=1 GOARCH=amd64 CC=x86_64-w64-mingw32-gcc CXX=x86_64-w64-mingw32-g++ \
   CGO_LDFLAGS="${CGO_LDFLAGS:+$CGO_LDFLAGS }-l:libssp.a" \
