@@ -15,6 +15,7 @@ import (
 	"regexp"
 	"slices"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -504,4 +505,23 @@ func TestNoDisplayRunsTheForwarderAlone(t *testing.T) {
 	assert.Equal(t, http.StatusOK, res.StatusCode)
 	require.NoError(t, p.cmd.Process.Signal(os.Interrupt))
 	require.NoError(t, <-p.done, p.output())
+}
+
+// TestDesktopQuitsOnASignalAtStart: SIGTERM as soon as the forwarder is
+// up, before Fyne's own loop (which catches signals once it runs) has
+// started, is Quit too. It used to be lost, and the app kept running
+// (a session ending right after an autostart, or a test stopping it).
+func TestDesktopQuitsOnASignalAtStart(t *testing.T) {
+	need(t, "Xvfb", "dbus-daemon")
+	cfgPath, _, _, _, _ := desktopConfig(t)
+	env, _ := desktopEnv(t, cfgPath)
+	p := start(t, env)
+	p.waitLine(t, regexp.MustCompile(`msg="forwarder listening"`))
+	require.NoError(t, p.cmd.Process.Signal(syscall.SIGTERM))
+	select {
+	case err := <-p.done:
+		require.NoError(t, err, p.output())
+	case <-time.After(time.Minute):
+		t.Fatalf("the app did not quit on SIGTERM at start:\n%s", p.output())
+	}
 }

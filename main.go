@@ -22,7 +22,13 @@ import (
 
 	"github.com/gatehouse-app/gatehouse/keystore"
 	"github.com/gatehouse-app/gatehouse/proxy"
+	"github.com/gatehouse-app/gatehouse/setup"
 )
+
+// hiddenFlag starts the desktop app in the tray, its window closed: what
+// launch at login runs (setup.SetAutostart, the Windows installer's Run
+// value). Starting Gatehouse again opens the window.
+const hiddenFlag = setup.HiddenFlag
 
 // version is set at build time with -ldflags "-X main.version=…".
 var version = "dev"
@@ -67,6 +73,7 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 		"proxy-password": c.proxyPassword,
 		"export":         c.export,
 		"import":         c.import_,
+		"forget-secrets": c.forgetSecrets,
 		"version": func([]string) error {
 			fmt.Fprintf(stdout, "gatehouse %s (%s, %s %s/%s)\n", version, flavour, runtime.Version(), runtime.GOOS, runtime.GOARCH)
 			return nil
@@ -76,8 +83,8 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	commands["--version"], commands["-h"], commands["--help"] = commands["version"], commands["help"], commands["help"]
 
 	var err error
-	if len(args) == 0 {
-		err = c.runDefault()
+	if len(args) == 0 || len(args) == 1 && args[0] == hiddenFlag {
+		err = c.runDefault(len(args) == 1)
 	} else if cmd, ok := commands[args[0]]; ok {
 		err = cmd(args[1:])
 	} else {
@@ -104,7 +111,8 @@ var errUsage = errors.New("usage")
 func usage(w io.Writer) {
 	fmt.Fprint(w, `Usage: gatehouse [COMMAND]
 
-With no command: the desktop app (window, tray and forwarder).
+With no command: the desktop app (window, tray and forwarder); with
+--hidden it starts in the tray with its window closed (launch at login).
 
 Commands:
   serve [--listen ADDR]               run the forwarder alone, headless
@@ -130,6 +138,8 @@ Commands:
   check [--timeout D]                 check every proxy and upstream now; exit 1 if one is down
   export --out FILE                   write the config and every secret, encrypted with a passphrase
   import FILE                         restore an export into this machine's keychain and config
+  forget-secrets --yes                delete every secret Gatehouse keeps in the keychain (the
+                                      Windows uninstaller offers it); the config stays
   version                             print the version
   help                                print this help
 

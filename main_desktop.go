@@ -25,7 +25,7 @@ const appID = "io.github.gatehouse_app.gatehouse"
 
 // runDefault starts the desktop app: window, tray and forwarder in one
 // process, one per user. Without a display it runs the forwarder alone.
-func (c *cli) runDefault() error {
+func (c *cli) runDefault(hidden bool) error {
 	if !hasDisplay() {
 		fmt.Fprintln(c.stderr, "gatehouse: no display (neither DISPLAY nor WAYLAND_DISPLAY is set), so no window or tray: running the forwarder alone, as `gatehouse serve` does")
 		return c.serve(nil)
@@ -55,6 +55,19 @@ func (c *cli) runDefault() error {
 	reqlog := proxy.NewRequestLog(0)
 	a := fyneapp.NewWithID(appID)
 	a.SetIcon(fyne.NewStaticResource("icon.png", assets.AppIcon))
+
+	// SIGINT and SIGTERM are Quit. Fyne catches them too, but only once its
+	// loop runs, and the window is up before that: one that came earlier
+	// reached only main's handler (c.ctx), and the app kept running.
+	done := make(chan struct{})
+	defer close(done)
+	go func() {
+		select {
+		case <-c.ctx.Done():
+			fyne.Do(a.Quit) // queued until the loop runs
+		case <-done:
+		}
+	}()
 	return app.Run(a, app.Options{
 		ConfigPath: cfgPath,
 		RequestLog: reqlog,
@@ -64,6 +77,7 @@ func (c *cli) runDefault() error {
 		Log:        c.log,
 		Store:      c.store,
 		Executable: exe,
+		Hidden:     hidden,
 	})
 }
 

@@ -49,7 +49,14 @@ type process struct {
 
 func start(t *testing.T, env []string, args ...string) *process {
 	t.Helper()
-	p := &process{cmd: exec.Command(os.Args[0], args...), lines: make(chan string, 1000), done: make(chan error, 1)}
+	return startProgram(t, os.Args[0], env, args...)
+}
+
+// startProgram runs bin — this test binary as gatehouse, or an installed
+// gatehouse — with env added to the test's own.
+func startProgram(t *testing.T, bin string, env []string, args ...string) *process {
+	t.Helper()
+	p := &process{cmd: exec.Command(bin, args...), lines: make(chan string, 1000), done: make(chan error, 1)}
 	// The program's cache (usage totals) goes to the test's own folder.
 	p.cmd.Env = append(append(os.Environ(), "GATEHOUSE_AS_MAIN=1", "XDG_CACHE_HOME="+t.TempDir()), env...)
 	pipe, err := p.cmd.StderrPipe()

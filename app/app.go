@@ -42,6 +42,8 @@ type Options struct {
 	Store keystore.Store
 	// Executable is the program launch at login starts ("" disables it).
 	Executable string
+	// Hidden starts in the tray with the window closed (launch at login).
+	Hidden bool
 }
 
 // Run shows the window and the tray, runs the forwarder, and returns once
@@ -89,7 +91,9 @@ func Run(a fyne.App, o Options) error {
 			}
 		}
 	})
-	u.window.Show()
+	if !o.Hidden {
+		u.window.Show()
+	}
 	a.Run()
 	stopping()
 	o.Log.Info("stopping; letting open requests finish", "grace", ShutdownGrace)

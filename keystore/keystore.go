@@ -64,6 +64,12 @@ func (Keyring) Delete(name string) error {
 	return keyringError(keyring.Delete(Service, name))
 }
 
+// DeleteAll deletes every entry of service "gatehouse", whatever config
+// named it: what an uninstall that forgets the user's secrets runs.
+func (Keyring) DeleteAll() error {
+	return keyringError(keyring.DeleteAll(Service))
+}
+
 func keyringError(err error) error {
 	switch {
 	case err == nil:
@@ -138,6 +144,17 @@ func (m *Memory) Delete(name string) error {
 		return ErrNotFound
 	}
 	delete(m.m, name)
+	return nil
+}
+
+// DeleteAll implements what Keyring.DeleteAll does: every entry goes.
+func (m *Memory) DeleteAll() error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.Unavailable {
+		return keyringError(errors.New("no keychain in this test"))
+	}
+	clear(m.m)
 	return nil
 }
 

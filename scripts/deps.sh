@@ -8,6 +8,11 @@
 #   scripts/deps.sh run       system packages the program needs (and its
 #                             desktop build: a C compiler, GL, X11, Wayland)
 #   scripts/deps.sh screenshot  what make screenshot needs besides
+#   scripts/deps.sh package-linux    what make package-linux needs: the
+#                             desktop build, xz, and the .desktop and
+#                             AppStream validators
+#   scripts/deps.sh package-windows  what make package-windows needs: the
+#                             MinGW-w64 cross compiler and NSIS
 #
 # System packages come from apt-get when they are missing and we are root or
 # have password-less sudo; otherwise the exact command to run is printed.
@@ -30,6 +35,14 @@ TEST_PKGS=(ca-certificates gnome-keyring dbus-daemon dbus-bin tinyproxy microsoc
 # make screenshot: clicks (xdotool), the window saved (imagemagick), and
 # glyphs for the Chinese screens (fonts-noto-cjk).
 SHOT_PKGS=(xvfb xdotool imagemagick fonts-noto-cjk)
+# make package-linux: the release build is the desktop build; the tarball is
+# xz; desktop-file-validate and appstreamcli check what menus and software
+# centres read. The tests also look inside the .rpm (rpm, cpio) and the Windows
+# installer (7z, from p7zip-full).
+PKG_LINUX_PKGS=("${RUN_PKGS[@]}" xz-utils desktop-file-utils appstream rpm cpio)
+# make package-windows: Debian's MinGW-w64 cross compiler, NSIS (makensis),
+# and a C compiler for this machine, for building the fyne CLI.
+PKG_WINDOWS_PKGS=(ca-certificates gcc libc6-dev gcc-mingw-w64-x86-64 nsis p7zip-full)
 
 say() { echo "deps: $*" >&2; }
 
@@ -112,5 +125,7 @@ case "${1:-}" in
   test) apt_install "${TEST_PKGS[@]}" ;;
   run) apt_install "${RUN_PKGS[@]}" ;;
   screenshot) apt_install "${SHOT_PKGS[@]}" ;;
-  *) echo "usage: scripts/deps.sh go|test|run|screenshot" >&2; exit 2 ;;
+  package-linux) apt_install "${PKG_LINUX_PKGS[@]}" ;;
+  package-windows) apt_install "${PKG_WINDOWS_PKGS[@]}" ;;
+  *) echo "usage: scripts/deps.sh go|test|run|screenshot|package-linux|package-windows" >&2; exit 2 ;;
 esac

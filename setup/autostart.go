@@ -12,6 +12,10 @@ import (
 // Windows (autostart_windows.go). Each takes the program's path: the
 // executable that is running, so an installed copy starts itself.
 
+// HiddenFlag is the argument launch at login starts Gatehouse with: in the
+// tray, its window closed (main's hiddenFlag).
+const HiddenFlag = "--hidden"
+
 // AutostartID names the entry on every OS.
 const AutostartID = "io.github.gatehouse_app.gatehouse"
 
@@ -21,7 +25,7 @@ func desktopEntry(exe string) string {
 		"Type=Application\n" +
 		"Name=Gatehouse\n" +
 		"Comment=Keeps your LLM API keys and forwards your tools' requests\n" +
-		"Exec=" + desktopExecQuote(exe) + "\n" +
+		"Exec=" + desktopExecQuote(exe) + " " + HiddenFlag + "\n" +
 		"Terminal=false\n" +
 		"X-GNOME-Autostart-enabled=true\n"
 }
@@ -56,6 +60,7 @@ func launchAgent(exe string) string {
 	<key>ProgramArguments</key>
 	<array>
 		<string>%s</string>
+		<string>%s</string>
 	</array>
 	<key>RunAtLoad</key>
 	<true/>
@@ -63,5 +68,5 @@ func launchAgent(exe string) string {
 	<string>Interactive</string>
 </dict>
 </plist>
-`, AutostartID, html.EscapeString(exe))
+`, AutostartID, html.EscapeString(exe), HiddenFlag)
 }

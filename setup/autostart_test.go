@@ -30,7 +30,7 @@ func TestAutostartEntryIsWrittenValidAndRemoved(t *testing.T) {
 	path := filepath.Join(os.Getenv("XDG_CONFIG_HOME"), "autostart", AutostartID+".desktop")
 	text, err := os.ReadFile(path)
 	require.NoError(t, err)
-	require.Contains(t, string(text), `Exec="/opt/My Apps/gate\\$house/gatehouse"`)
+	require.Contains(t, string(text), `Exec="/opt/My Apps/gate\\$house/gatehouse" --hidden`)
 	out, err := exec.Command("desktop-file-validate", path).CombinedOutput()
 	require.NoError(t, err, "desktop-file-validate (package desktop-file-utils): %s", out)
 	require.Empty(t, strings.TrimSpace(string(out)), "desktop-file-validate has remarks")
@@ -55,5 +55,5 @@ func TestLaunchAgentIsWellFormed(t *testing.T) {
 			strs = append(strs, string(cd))
 		}
 	}
-	require.Equal(t, []string{"Label", AutostartID, "ProgramArguments", "/Applications/Gatehouse & Co.app/Contents/MacOS/gatehouse", "RunAtLoad", "ProcessType", "Interactive"}, strs)
+	require.Equal(t, []string{"Label", AutostartID, "ProgramArguments", "/Applications/Gatehouse & Co.app/Contents/MacOS/gatehouse", "--hidden", "RunAtLoad", "ProcessType", "Interactive"}, strs)
 }

@@ -43,5 +43,5 @@ func SetAutostart(on bool, exe string) error {
 		}
 		return nil
 	}
-	return k.SetStringValue(runValue, `"`+exe+`"`)
+	return k.SetStringValue(runValue, `"`+exe+`" `+HiddenFlag)
 }
