@@ -19,7 +19,8 @@ import (
 
 // usage shows the tokens in and out per upstream and model for today and
 // the last 7 and 30 days: a bar per row (input and output tokens side by
-// side) and the figures beside it. The totals come from the usage book
+// side) and the figures beside it, with the tokens the response cache
+// saved. The totals come from the usage book
 // the forwarder keeps (usage.json in the cache folder).
 type usage struct {
 	u       *ui
@@ -35,6 +36,7 @@ type usage struct {
 type usageRow struct {
 	Upstream, Model   string
 	Requests, In, Out int64
+	Saved             int64 // tokens the response cache saved
 }
 
 func periodDays(p string) int {
@@ -94,6 +96,7 @@ func summarize(totals []proxy.UsageTotal, first string) []usageRow {
 		r.Requests += t.Requests
 		r.In += t.PromptTokens
 		r.Out += t.CompletionTokens
+		r.Saved += t.SavedTokens
 	}
 	rows := make([]usageRow, len(out))
 	for i, r := range out {
@@ -122,8 +125,8 @@ func (x *usage) show() {
 	legend := container.NewHBox(swatch(theme.Color(theme.ColorNamePrimary)), widget.NewLabel(lang.L("tokens in")),
 		swatch(theme.Color(theme.ColorNameSuccess)), widget.NewLabel(lang.L("tokens out")))
 	x.body.Add(legend)
-	grid := container.New(&columns{widths: []float32{260, 0, 90, 110, 110}})
-	for _, title := range []string{lang.L("Upstream · model"), "", lang.L("Requests"), lang.L("Tokens in"), lang.L("Tokens out")} {
+	grid := container.New(&columns{widths: []float32{240, 0, 90, 100, 100, 110}})
+	for _, title := range []string{lang.L("Upstream · model"), "", lang.L("Requests"), lang.L("Tokens in"), lang.L("Tokens out"), lang.L("Saved by cache")} {
 		grid.Add(widget.NewLabelWithStyle(title, fyne.TextAlignLeading, fyne.TextStyle{Bold: true}))
 	}
 	for _, r := range x.rows {
@@ -134,6 +137,7 @@ func (x *usage) show() {
 		grid.Add(widget.NewLabel(fmt.Sprint(r.Requests)))
 		grid.Add(widget.NewLabel(fmt.Sprint(r.In)))
 		grid.Add(widget.NewLabel(fmt.Sprint(r.Out)))
+		grid.Add(widget.NewLabel(fmt.Sprint(r.Saved)))
 	}
 	x.body.Add(grid)
 }
