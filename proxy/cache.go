@@ -16,10 +16,11 @@ import (
 	bolt "go.etcd.io/bbolt"
 )
 
-// The response cache, opt in per upstream (cache = "10m"): a request whose
-// method, path, upstream and body (JSON compared canonically: key order
-// and white space do not matter) match a stored answer gets that answer
-// again without going upstream; a streamed answer is replayed byte for
+// The response cache, opt in per upstream (cache = "10m"): a POST to a
+// generating endpoint (cacheablePaths) whose path, upstream, meaning
+// headers (cacheKeyHeaders) and body (JSON compared canonically: key
+// order and white space do not matter) match a stored answer gets that
+// answer again without going upstream; a streamed answer is replayed byte for
 // byte. Only 200 answers that completed normally are stored; a request
 // with Cache-Control no-cache or no-store bypasses it. Entries expire
 // after the upstream's duration, and the store is bounded in bytes
@@ -127,10 +128,14 @@ func (c *ResponseCache) Close() error {
 	return c.db.Close()
 }
 
-// cacheKey names a request: method, path, upstream and canonical body.
-func cacheKey(method, path, upstream string, body []byte) []byte {
+// cacheKey names a request: method, path, upstream, the headers that
+// change its meaning (cacheKeyHeaders), and its canonical body.
+func cacheKey(method, path, upstream string, header http.Header, body []byte) []byte {
 	h := sha256.New()
 	fmt.Fprintf(h, "%s\x00%s\x00%s\x00", method, path, upstream)
+	for _, k := range cacheKeyHeaders {
+		fmt.Fprintf(h, "%s=%s\x00", k, strings.Join(header.Values(k), ","))
+	}
 	h.Write(canonicalJSON(body))
 	return h.Sum(nil)
 }
@@ -275,6 +280,29 @@ func (l *lazyCache) close() error {
 	}
 	return c.Close()
 }
+
+// cacheablePaths are the ends of the paths whose answers are stored: the
+// calls that generate from a model and change nothing upstream. Anything
+// else (a job's state, a file, a create) always goes upstream.
+var cacheablePaths = []string{"chat/completions", "completions", "responses", "messages", "embeddings",
+	":generateContent", ":streamGenerateContent", ":embedContent", ":batchEmbedContents"}
+
+// cacheable says whether a request may be answered from the cache: a POST
+// to one of cacheablePaths that did not ask to bypass it.
+func cacheable(method, rest string, h http.Header) bool {
+	if method != http.MethodPost || bypassCache(h) {
+		return false
+	}
+	for _, p := range cacheablePaths {
+		if rest == p || strings.HasSuffix(rest, "/"+p) || p[0] == ':' && strings.HasSuffix(rest, p) {
+			return true
+		}
+	}
+	return false
+}
+
+// cacheKeyHeaders change what a request means, so they are part of its key.
+var cacheKeyHeaders = []string{"Anthropic-Version", "Anthropic-Beta", "Openai-Beta"}
 
 // bypassCache says whether the client asked not to use a stored answer.
 func bypassCache(h http.Header) bool {

@@ -129,18 +129,18 @@ func TestCacheEvictsTheLeastRecentlyUsedAndSurvivesARestart(t *testing.T) {
 	big := strings.Repeat("x", 300<<10)
 	const bound = 1 << 20
 	for i := range 6 {
-		key := cacheKey("POST", "chat/completions?", "u", []byte(fmt.Sprint(i)))
+		key := cacheKey("POST", "chat/completions?", "u", nil, []byte(fmt.Sprint(i)))
 		require.NoError(t, c.put(key, &cacheEntry{ContentType: "application/json", Body: []byte(big), Stored: now}, now.Add(time.Duration(i)*time.Second), bound))
 		if i == 1 {
 			// Entry 0 is used again: entry 1 is now the least recently used.
-			_, ok := c.get(cacheKey("POST", "chat/completions?", "u", []byte("0")), time.Hour, now.Add(1500*time.Millisecond))
+			_, ok := c.get(cacheKey("POST", "chat/completions?", "u", nil, []byte("0")), time.Hour, now.Add(1500*time.Millisecond))
 			require.True(t, ok)
 		}
 	}
 	size, count := c.size()
 	assert.LessOrEqual(t, size, int64(bound))
 	assert.Equal(t, 3, count)
-	_, ok := c.get(cacheKey("POST", "chat/completions?", "u", []byte("1")), time.Hour, now.Add(10*time.Second))
+	_, ok := c.get(cacheKey("POST", "chat/completions?", "u", nil, []byte("1")), time.Hour, now.Add(10*time.Second))
 	assert.False(t, ok, "the least recently used entry stayed")
 	require.NoError(t, c.Close())
 
@@ -148,8 +148,8 @@ func TestCacheEvictsTheLeastRecentlyUsedAndSurvivesARestart(t *testing.T) {
 	c, err = OpenResponseCache(path)
 	require.NoError(t, err)
 	defer c.Close()
-	_, ok = c.get(cacheKey("POST", "chat/completions?", "u", []byte("5")), time.Hour, now.Add(10*time.Second))
+	_, ok = c.get(cacheKey("POST", "chat/completions?", "u", nil, []byte("5")), time.Hour, now.Add(10*time.Second))
 	assert.True(t, ok, "an entry did not survive the restart")
-	_, ok = c.get(cacheKey("POST", "chat/completions?", "u", []byte("4")), time.Minute, now.Add(2*time.Minute))
+	_, ok = c.get(cacheKey("POST", "chat/completions?", "u", nil, []byte("4")), time.Minute, now.Add(2*time.Minute))
 	assert.False(t, ok, "an expired entry was served")
 }

@@ -48,6 +48,10 @@ func FieldError(err error) (key, msg string, ok bool) {
 	return key, fe.msg, true
 }
 
+// NewFieldError is a mistake about one config field found outside the
+// config's own checks (a port that is taken), for FieldError to place.
+func NewFieldError(field, msg string) error { return &fieldError{field: field, msg: msg} }
+
 func fieldErr(field, format string, args ...any) *fieldError {
 	return &fieldError{field: field, msg: fmt.Sprintf(format, args...)}
 }

@@ -7,6 +7,7 @@ import (
 	"reflect"
 	"slices"
 	"sort"
+	"strings"
 
 	"github.com/pelletier/go-toml/v2"
 	"github.com/pelletier/go-toml/v2/unstable"
@@ -257,6 +258,15 @@ func commentsAbove(data []byte, off int) int {
 // mergeConfigText edits old (the user's file, which decodes to oldCfg)
 // so that it decodes to newCfg.
 func mergeConfigText(old []byte, oldCfg, newCfg *Config) ([]byte, error) {
+	// New lines follow the file's own line ends; a file whose last line
+	// has none gets one, so that a line added after it stands alone.
+	nl := "\n"
+	if bytes.Contains(old, []byte("\r\n")) {
+		nl = "\r\n"
+	}
+	if len(old) > 0 && old[len(old)-1] != '\n' {
+		old = append(slices.Clip(old), nl...)
+	}
 	baseText, err := toml.Marshal(oldCfg)
 	if err != nil {
 		return nil, err
@@ -327,8 +337,14 @@ func mergeConfigText(old []byte, oldCfg, newCfg *Config) ([]byte, error) {
 			// entry and go with it; so do the blank lines after it.
 			r := rawEntries[i]
 			start, end := commentsAbove(old, r.start), r.lastEnd
-			for end < len(old) && old[end] == '\n' {
-				end++
+			for {
+				if bytes.HasPrefix(old[end:], []byte("\n")) {
+					end++
+				} else if bytes.HasPrefix(old[end:], []byte("\r\n")) {
+					end += 2
+				} else {
+					break
+				}
 			}
 			edits = append(edits, textEdit{start, end, ""})
 		}
@@ -341,6 +357,11 @@ func mergeConfigText(old []byte, oldCfg, newCfg *Config) ([]byte, error) {
 		for _, j := range added {
 			e := nextEntries[j]
 			edits = append(edits, textEdit{at, at, lead + string(nextText[e.start:e.lastEnd])})
+		}
+	}
+	if nl != "\n" {
+		for i := range edits {
+			edits[i].text = strings.ReplaceAll(edits[i].text, "\n", nl)
 		}
 	}
 	return applyEdits(old, edits)

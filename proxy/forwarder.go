@@ -446,8 +446,8 @@ func (f *Forwarder) forward(rt *runtime, w *recorder, r *http.Request, name stri
 	// here, before any queue or pacing; a miss records the answer.
 	var cu *cacheUse
 	if ttl, _ := parseDuration(up.cfg.Cache, 0); ttl > 0 {
-		if c := f.responseCache(); c != nil && !bypassCache(r.Header) {
-			key := cacheKey(r.Method, rest+"?"+r.URL.RawQuery, up.cfg.Name, body)
+		if c := f.responseCache(); c != nil && cacheable(r.Method, rest, r.Header) {
+			key := cacheKey(r.Method, rest+"?"+r.URL.RawQuery, up.cfg.Name, r.Header, body)
 			if e, ok := c.get(key, ttl, time.Now()); ok {
 				rec.Cache, rec.PromptTokens, rec.CompletionTokens = "hit", e.PromptTokens, e.CompletionTokens
 				serveHit(w, e)

@@ -66,3 +66,24 @@ func TestTestUpstreamSaysWhatWentWrong(t *testing.T) {
 	_, err = h.fwd.TestUpstream(ctx, "missing", 5*time.Second)
 	require.ErrorContains(t, err, "save it first")
 }
+
+func TestTestUpstreamTriesEachKey(t *testing.T) {
+	up := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Header.Get("Authorization") != "Bearer new" {
+			w.WriteHeader(http.StatusUnauthorized)
+			return
+		}
+		_, _ = w.Write([]byte(`{"data":[{"id":"a"}]}`))
+	}))
+	defer up.Close()
+	cfg := &Config{Upstreams: []Upstream{{Name: "main", BaseURL: up.URL + "/v1", Keys: []string{"old", "new"}}}}
+	cfg.applyDefaults()
+	f := NewForwarder(keyCreds{"main": keys("old", "new")}, nil, nil)
+	require.NoError(t, f.Apply(cfg, ""))
+	defer f.Close()
+	got, err := f.TestUpstream(context.Background(), "main", 5*time.Second)
+	require.NoError(t, err, "a revoked first key hid the one just added")
+	require.Equal(t, "new", got.Key)
+	require.Equal(t, []string{"old"}, got.Refused)
+	require.Equal(t, 1, got.Models)
+}

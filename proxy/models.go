@@ -103,15 +103,23 @@ func (e *errNoKey) Unwrap() error { return e.err }
 
 // listModels asks an upstream for its model ids with its first usable key.
 func (f *Forwarder) listModels(ctx context.Context, u *upstreamRT) ([]string, error) {
+	if u.cfg.Auth == AuthNone {
+		return f.listModelsWith(ctx, u, Credential{})
+	}
+	cred, err := f.creds.Credential(u.cfg)
+	if err != nil {
+		return nil, &errNoKey{err}
+	}
+	return f.listModelsWith(ctx, u, cred)
+}
+
+// listModelsWith asks an upstream for its model ids with one key.
+func (f *Forwarder) listModelsWith(ctx context.Context, u *upstreamRT, cred Credential) ([]string, error) {
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u.target("models", "").String(), nil)
 	if err != nil {
 		return nil, err
 	}
 	if u.cfg.Auth != AuthNone {
-		cred, err := f.creds.Credential(u.cfg)
-		if err != nil {
-			return nil, &errNoKey{err}
-		}
 		applyAuth(req, u.cfg, cred, nil)
 	}
 	if u.cfg.Auth == AuthXAPIKey {
@@ -187,10 +195,13 @@ type UpstreamTest struct {
 	Models int           // how many models the upstream lists
 	Took   time.Duration // the time the answer took
 	Route  string        // how it was reached
+	Key    string        // the key that was accepted
+	// Refused are the keys the upstream refused before one was accepted.
+	Refused []string
 }
 
 // TestUpstream asks the upstream named name for its model list, through
-// its configured route with its first usable key, as the window's Test
+// its configured route with its usable keys in turn, as the window's Test
 // button does. A failure is said in plain words: a wrong key, a proxy
 // down, a certificate refused, no answer in time.
 func (f *Forwarder) TestUpstream(ctx context.Context, name string, timeout time.Duration) (UpstreamTest, error) {
@@ -203,16 +214,36 @@ func (f *Forwarder) TestUpstream(ctx context.Context, name string, timeout time.
 	if u == nil {
 		return UpstreamTest{}, fmt.Errorf("no upstream named %q is in use; save it first", name)
 	}
-	rec := &Record{Route: u.route}
-	ctx, cancel := context.WithTimeout(context.WithValue(ctx, ctxKey{}, &forwardState{rec: rec}), timeout)
-	defer cancel()
-	start := time.Now()
-	ids, err := f.listModels(ctx, u)
-	t := UpstreamTest{Models: len(ids), Took: time.Since(start), Route: rec.Route}
+	keys, err := f.keysFor(u.cfg)
 	if err != nil {
-		return t, explainTestError(err, timeout, rec.Route)
+		return UpstreamTest{}, explainTestError(&errNoKey{err}, timeout, u.route)
 	}
-	return t, nil
+	// Each usable key in the forwarder's order until one is accepted, so
+	// that a key just added is tried when an older one was revoked; a
+	// failure that is not about the key ends the test at once.
+	var first error
+	var refused []string
+	for _, key := range keys {
+		rec := &Record{Route: u.route}
+		kctx, cancel := context.WithTimeout(context.WithValue(ctx, ctxKey{}, &forwardState{rec: rec}), timeout)
+		start := time.Now()
+		ids, err := f.listModelsWith(kctx, u, key)
+		cancel()
+		t := UpstreamTest{Models: len(ids), Took: time.Since(start), Route: rec.Route, Key: key.Label, Refused: refused}
+		if err == nil {
+			return t, nil
+		}
+		err = explainTestError(err, timeout, rec.Route)
+		if first == nil {
+			first = err
+		}
+		var te *TestError
+		if !errors.As(err, &te) || te.Kind != TestWrongKey {
+			return t, err
+		}
+		refused = append(refused, key.Label)
+	}
+	return UpstreamTest{Route: u.route, Refused: refused}, first
 }
 
 // Kinds of TestError, for a window to say in its own language.

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"net/http"
+	"regexp"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -200,10 +201,16 @@ func paceError(upstream string, w *paceWait) *apiError {
 	return newAPIError(http.StatusTooManyRequests, "rate_limit_exceeded", msg)
 }
 
-// estimateTokens is what a request may use: the most it may write, plus a
-// quarter of its body's bytes for the prompt.
+// estimateTokens is what a request may use: the most it may write, plus
+// a quarter of its body's bytes for the prompt, where each embedded
+// base64 file (an image, a PDF, audio) counts mediaTokens rather than its
+// bytes.
 func estimateTokens(body []byte) int {
-	n := len(body) / 4
+	n, blobs := len(body), base64Blob.FindAllIndex(body, -1)
+	for _, m := range blobs {
+		n -= m[1] - m[0]
+	}
+	n = n/4 + mediaTokens*len(blobs)
 	for _, field := range []string{"max_tokens", "max_completion_tokens", "max_output_tokens", "generationConfig.maxOutputTokens"} {
 		if v := gjson.GetBytes(body, field); v.Exists() {
 			n += int(v.Int())
@@ -212,3 +219,12 @@ func estimateTokens(body []byte) int {
 	}
 	return n
 }
+
+// base64Blob is a JSON string holding a file in base64 (a data: URL or
+// bare), at least 1,000 characters long.
+var base64Blob = regexp.MustCompile(`"(data:[^";,]{1,100};base64,)?[A-Za-z0-9+/=]{1000,}"`)
+
+// mediaTokens is what one embedded file counts for: about what providers
+// charge for a large image (OpenAI 765 at high detail, Anthropic up to
+// about 1,600).
+const mediaTokens = 1000

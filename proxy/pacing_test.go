@@ -146,3 +146,15 @@ func TestEstimateTokens(t *testing.T) {
 	assert.Equal(t, 50+len(`{"max_output_tokens":50}`)/4, estimateTokens([]byte(`{"max_output_tokens":50}`)))
 	assert.Equal(t, 3, estimateTokens([]byte(`{"model":"abc"}`)))
 }
+
+func TestEstimateCountsAnImageAsAnImage(t *testing.T) {
+	img := strings.Repeat("iVBORw0KGgo", 14000) // ~150 KB of base64
+	for _, body := range []string{
+		`{"model":"m","max_tokens":100,"messages":[{"role":"user","content":[{"type":"image_url","image_url":{"url":"data:image/png;base64,` + img + `"}}]}]}`,
+		`{"model":"m","max_tokens":100,"messages":[{"role":"user","content":[{"type":"image","source":{"type":"base64","media_type":"image/png","data":"` + img + `"}}]}]}`,
+	} {
+		got := estimateTokens([]byte(body))
+		assert.Less(t, got, 100+mediaTokens+200, "an image counted by its bytes")
+		assert.GreaterOrEqual(t, got, 100+mediaTokens)
+	}
+}

@@ -15,25 +15,11 @@ import (
 // encrypted with passphrase, to move a setup to another machine. missing
 // lists the secrets the config names that the keychain lacks.
 func (s *Setup) Export(out, passphrase string) (found, missing []string, err error) {
-	if passphrase == "" {
-		return nil, nil, errors.New("the passphrase is empty; choose one to protect the file")
-	}
-	text, err := os.ReadFile(s.ConfigPath)
-	if errors.Is(err, os.ErrNotExist) {
-		return nil, nil, fmt.Errorf("nothing to export: there is no config at %s", s.ConfigPath)
-	}
+	data, found, missing, err := s.ExportBytes(passphrase)
 	if err != nil {
 		return nil, nil, err
 	}
-	cfg, err := proxy.ParseConfig(s.ConfigPath, text)
-	if err != nil {
-		return nil, nil, err
-	}
-	var buf bytes.Buffer
-	if found, missing, err = keystore.Export(&buf, text, cfg, s.secrets(), passphrase); err != nil {
-		return nil, nil, err
-	}
-	if err := os.WriteFile(out+".tmp", buf.Bytes(), 0o600); err != nil {
+	if err := os.WriteFile(out+".tmp", data, 0o600); err != nil {
 		return nil, nil, err
 	}
 	if err := os.Rename(out+".tmp", out); err != nil {
@@ -41,6 +27,31 @@ func (s *Setup) Export(out, passphrase string) (found, missing []string, err err
 		return nil, nil, err
 	}
 	return found, missing, nil
+}
+
+// ExportBytes is the encrypted export itself, made before any file is
+// touched: the window asks where to save it only once it exists, so that
+// a refused passphrase or a keychain error never empties a chosen file.
+func (s *Setup) ExportBytes(passphrase string) (data []byte, found, missing []string, err error) {
+	if passphrase == "" {
+		return nil, nil, nil, errors.New("the passphrase is empty; choose one to protect the file")
+	}
+	text, err := os.ReadFile(s.ConfigPath)
+	if errors.Is(err, os.ErrNotExist) {
+		return nil, nil, nil, fmt.Errorf("nothing to export: there is no config at %s", s.ConfigPath)
+	}
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	cfg, err := proxy.ParseConfig(s.ConfigPath, text)
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	var buf bytes.Buffer
+	if found, missing, err = keystore.Export(&buf, text, cfg, s.secrets(), passphrase); err != nil {
+		return nil, nil, nil, err
+	}
+	return buf.Bytes(), found, missing, nil
 }
 
 // Imported says what Import changed.

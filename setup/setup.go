@@ -129,7 +129,8 @@ func (s *Setup) AddKey(upstream, label, secret string) (string, error) {
 	return keystore.Mask(secret), nil
 }
 
-// RemoveKey deletes a key from the keychain and its label from the config.
+// RemoveKey takes a key's label out of the config, then deletes the key
+// from the keychain: the config never names a key that is gone.
 func (s *Setup) RemoveKey(upstream, label string) error {
 	cfg, err := s.Load()
 	if err != nil {
@@ -139,23 +140,37 @@ func (s *Setup) RemoveKey(upstream, label string) error {
 	if err != nil {
 		return err
 	}
-	err = s.secrets().Delete(keystore.KeyName(up.Name, label))
-	inKeychain := err == nil
-	if err != nil && !errors.Is(err, keystore.ErrNotFound) {
-		return fmt.Errorf("delete the key: %w", err)
-	}
-	if !slices.Contains(up.Keys, label) {
-		if !inKeychain {
-			return fmt.Errorf("upstream %q has no key labelled %q; see gatehouse key list", up.Name, label)
+	named := slices.Contains(up.Keys, label)
+	if named {
+		err := s.editUpstream(upstream, func(up *proxy.Upstream) {
+			if i := slices.Index(up.Keys, label); i >= 0 {
+				up.Keys = slices.Delete(up.Keys, i, i+1)
+			}
+			delete(up.KeyAdded, label)
+		})
+		if err != nil {
+			return err
 		}
+	}
+	return s.forget(keystore.KeyName(up.Name, label), named,
+		fmt.Sprintf("upstream %q has no key labelled %q; see gatehouse key list", up.Name, label), "key")
+}
+
+// forget deletes a secret the config no longer names. A secret that is not
+// there is an error (missing) only when the config did not name it either.
+func (s *Setup) forget(name string, wasNamed bool, missing, what string) error {
+	err := s.secrets().Delete(name)
+	switch {
+	case err == nil:
 		return nil
+	case errors.Is(err, keystore.ErrNotFound) && wasNamed:
+		return nil
+	case errors.Is(err, keystore.ErrNotFound):
+		return errors.New(missing)
+	case wasNamed:
+		return fmt.Errorf("the config no longer names the %s, but deleting it from the keychain failed (delete %s there by hand, or try again): %w", what, name, err)
 	}
-	return s.editUpstream(upstream, func(up *proxy.Upstream) {
-		if i := slices.Index(up.Keys, label); i >= 0 {
-			up.Keys = slices.Delete(up.Keys, i, i+1)
-		}
-		delete(up.KeyAdded, label)
-	})
+	return fmt.Errorf("delete the %s: %w", what, err)
 }
 
 // nameKey names a stored key's label in up, with the day it was added.
@@ -213,8 +228,8 @@ func (s *Setup) Cert(upstream string) (*keystore.ClientCert, error) {
 	return keystore.StoredClientCert(s.secrets(), upstream)
 }
 
-// RemoveCert deletes an upstream's client certificate and switches
-// client_cert off.
+// RemoveCert switches client_cert off, then deletes the upstream's client
+// certificate from the keychain.
 func (s *Setup) RemoveCert(upstream string) error {
 	cfg, err := s.Load()
 	if err != nil {
@@ -224,17 +239,12 @@ func (s *Setup) RemoveCert(upstream string) error {
 	if err != nil {
 		return err
 	}
-	err = s.secrets().Delete(keystore.CertName(up.Name))
-	if err != nil && !errors.Is(err, keystore.ErrNotFound) {
-		return fmt.Errorf("delete the certificate: %w", err)
+	if up.ClientCert {
+		if err := s.editUpstream(upstream, func(up *proxy.Upstream) { up.ClientCert = false }); err != nil {
+			return err
+		}
 	}
-	if errors.Is(err, keystore.ErrNotFound) && !up.ClientCert {
-		return fmt.Errorf("upstream %q has no client certificate", up.Name)
-	}
-	if !up.ClientCert {
-		return nil
-	}
-	return s.editUpstream(upstream, func(up *proxy.Upstream) { up.ClientCert = false })
+	return s.forget(keystore.CertName(up.Name), up.ClientCert, fmt.Sprintf("upstream %q has no client certificate", up.Name), "certificate")
 }
 
 // AddToken makes a local access token and keeps only its hash. It returns

@@ -3,6 +3,7 @@ package setup
 import (
 	"errors"
 	"fmt"
+	"net"
 	"slices"
 	"strings"
 	"time"
@@ -211,10 +212,25 @@ func (s *Setup) RemovePool(name string) error {
 }
 
 // SetListen changes where the forwarder listens. An address other than
-// loopback shares it with the network, which needs access tokens.
+// loopback shares it with the network, which needs access tokens. A new
+// address must be free now: a port another program holds is refused
+// before anything is saved, so the forwarder is never moved onto it.
 func (s *Setup) SetListen(addr string) error {
+	addr = strings.TrimSpace(addr)
 	return s.Edit(func(c *proxy.Config) error {
-		c.Listen = strings.TrimSpace(addr)
+		if addr != c.Listen {
+			check := c.Clone()
+			check.Listen = addr
+			if err := check.Check(s.ConfigPath); err != nil {
+				return err
+			}
+			ln, err := net.Listen("tcp", addr)
+			if err != nil {
+				return proxy.NewFieldError("listen", fmt.Sprintf("%s cannot be listened on now (%v); another program may hold the port: choose another one", addr, err))
+			}
+			ln.Close()
+		}
+		c.Listen = addr
 		return nil
 	})
 }

@@ -1,6 +1,7 @@
 package setup
 
 import (
+	"net"
 	"testing"
 
 	"github.com/stretchr/testify/require"
@@ -92,4 +93,17 @@ func TestPoolsAndListen(t *testing.T) {
 	_, _, err2 := s.AddToken("lan")
 	require.NoError(t, err2)
 	require.NoError(t, s.SetListen("0.0.0.0:4747"))
+}
+
+func TestSetListenRefusesATakenPort(t *testing.T) {
+	s, _ := newSetup(t)
+	taken, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	defer taken.Close()
+	before := read(t, s.ConfigPath)
+	err = s.SetListen(taken.Addr().String())
+	key, _, ok := proxy.FieldError(err)
+	require.True(t, ok, "%v", err)
+	require.Equal(t, "listen", key)
+	require.Equal(t, before, read(t, s.ConfigPath), "a taken port was saved")
 }
