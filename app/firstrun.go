@@ -95,16 +95,28 @@ func (f *firstRun) saveAndTest() {
 	var got proxy.UpstreamTest
 	saved := prev
 	f.u.run(func() error {
-		if prev != "" { // a second try replaces the first
+		switch {
+		case prev == up.Name: // a second try changes the first, its key replaced
+			if err := f.u.setup.SaveUpstream(prev, up, ""); err != nil {
+				return err
+			}
+			if key != "" {
+				if _, err := f.u.setup.AddKey(prev, "default", key); err != nil {
+					return err
+				}
+			}
+		case prev != "": // another provider: the first try goes
 			if err := f.u.setup.RemoveUpstream(prev); err != nil {
 				return err
 			}
 			saved = ""
+			fallthrough
+		default:
+			if err := f.u.setup.SaveUpstream("", up, key); err != nil {
+				return err
+			}
+			saved = up.Name
 		}
-		if err := f.u.setup.SaveUpstream("", up, key); err != nil {
-			return err
-		}
-		saved = up.Name
 		return f.u.backend.with(func(s *proxy.Service) (err error) {
 			got, err = s.Forwarder.TestUpstream(context.Background(), up.Name, testTimeout)
 			return err

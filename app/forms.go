@@ -14,8 +14,9 @@ import (
 )
 
 // form is a dialog that changes the setup: its fields, an error under
-// each, and Save, which runs off Fyne's thread and keeps the dialog open
-// with the mistake shown next to its field, or closes it on success.
+// each, and Save. Save reads the fields on Fyne's thread (collect), runs
+// the change collect returns off it, and keeps the dialog open with the
+// mistake shown next to its field, or closes it on success.
 type form struct {
 	u       *ui
 	dlg     *dialog.CustomDialog
@@ -29,9 +30,9 @@ type form struct {
 	Saved func()
 }
 
-func newForm(u *ui, title, action string, onSave func() error) *form {
+func newForm(u *ui, title, action string, collect func() (work func() error)) *form {
 	f := &form{u: u, grid: container.New(&columns{widths: []float32{170, 0}}), errs: map[string]*widget.Label{}, general: errorLabel()}
-	f.save = widget.NewButton(action, func() { f.submit(onSave) })
+	f.save = widget.NewButton(action, func() { f.submit(collect()) })
 	f.save.Importance = widget.HighImportance
 	cancel := widget.NewButton(lang.L("Cancel"), func() { f.dlg.Hide() })
 	f.body = container.NewVBox(f.grid, f.general)
@@ -67,13 +68,13 @@ func (f *form) show() {
 	f.dlg.Show()
 }
 
-func (f *form) submit(onSave func() error) {
+func (f *form) submit(work func() error) {
 	for _, l := range f.errs {
 		l.Hide()
 	}
 	f.general.Hide()
 	f.save.Disable()
-	f.u.run(onSave, func(err error) {
+	f.u.run(work, func(err error) {
 		f.save.Enable()
 		if err == nil {
 			f.dlg.Hide()

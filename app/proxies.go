@@ -242,7 +242,7 @@ func (p *proxies) edit(cur *proxy.Pool) {
 		timeout.SetText(d.Timeout)
 		tolerance.SetText(d.Tolerance)
 	}
-	f := newForm(p.u, title, lang.L("Save"), func() error {
+	f := newForm(p.u, title, lang.L("Save"), func() func() error {
 		var urls []string
 		for _, l := range strings.Split(members.Text, "\n") {
 			if l = strings.TrimSpace(l); l != "" {
@@ -252,7 +252,8 @@ func (p *proxies) edit(cur *proxy.Pool) {
 		pool := proxy.Pool{Name: strings.TrimSpace(name.Text), Proxies: urls, Strategy: strategy.Selected,
 			CheckURL: strings.TrimSpace(checkURL.Text), Interval: strings.TrimSpace(interval.Text),
 			Timeout: strings.TrimSpace(timeout.Text), Tolerance: strings.TrimSpace(tolerance.Text)}
-		return p.u.setup.SavePool(old, pool, password.Text)
+		pw := password.Text
+		return func() error { return p.u.setup.SavePool(old, pool, pw) }
 	})
 	f.add(lang.L("Name"), name, "name")
 	f.add(lang.L("Members, one per line"), members, "proxies")

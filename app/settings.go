@@ -35,8 +35,9 @@ type settings struct {
 	share     *widget.Label // the warning while listen is not loopback
 	autostart *widget.Check
 	notify    *widget.Check
-	status    *widget.Label // what the last export or import did
-	loading   bool          // autostart is being read; its check changes nothing
+	status    *widget.Label      // what the last export or import did
+	loading   bool               // autostart is being read; its check changes nothing
+	saving    *dialog.FileDialog // the export's save dialog, once the export exists (for tests)
 }
 
 func newSettings(u *ui) *settings {
@@ -146,7 +147,7 @@ func (s *settings) setAutostart(on bool) {
 func (s *settings) passphrases(title string, confirm bool, then func(pass string)) {
 	first, again := widget.NewPasswordEntry(), widget.NewPasswordEntry()
 	var f *form
-	f = newForm(s.u, title, lang.L("Continue"), func() error { return nil })
+	f = newForm(s.u, title, lang.L("Continue"), nil) // Continue is handled below
 	f.add(lang.L("Passphrase"), first, "")
 	if confirm {
 		f.add(lang.L("Passphrase again"), again, "")
@@ -167,37 +168,53 @@ func (s *settings) passphrases(title string, confirm bool, then func(pass string
 	f.show()
 }
 
+// export makes the encrypted export first, off Fyne's thread, and only
+// then asks where to save it: a refused passphrase or a keychain error
+// never empties the file the user picked.
 func (s *settings) export() {
-	s.passphrases(lang.L("Export the setup"), true, func(pass string) {
-		save := dialog.NewFileSave(func(w fyne.URIWriteCloser, err error) {
-			if err != nil || w == nil {
-				return
-			}
-			path := w.URI().Path()
-			w.Close()
-			s.exportTo(path, pass)
-		}, s.u.window)
-		save.SetFileName("gatehouse-setup.age")
-		save.Show()
-	})
+	s.passphrases(lang.L("Export the setup"), true, s.exportWith)
 }
 
-func (s *settings) exportTo(path, pass string) {
-	var found, missing []string
-	s.u.run(func() (err error) {
-		found, missing, err = s.u.setup.Export(path, pass)
-		return err
-	}, func(err error) {
-		if err != nil {
-			s.u.showError(err)
-			return
-		}
-		text := lang.L("Exported the config and {{.Count}} secrets to {{.Path}}.", map[string]any{"Count": len(found), "Path": path})
-		if len(missing) > 0 {
-			text += "\n" + lang.L("The keychain does not hold these, so they are not in the file: {{.Names}}", map[string]any{"Names": strings.Join(missing, ", ")})
-		}
-		s.status.SetText(text)
-	})
+func (s *settings) exportWith(pass string) {
+	{
+		var data []byte
+		var found, missing []string
+		s.u.run(func() (err error) {
+			data, found, missing, err = s.u.setup.ExportBytes(pass)
+			return err
+		}, func(err error) {
+			if err != nil {
+				s.u.showError(err)
+				return
+			}
+			save := dialog.NewFileSave(func(w fyne.URIWriteCloser, err error) {
+				if err != nil || w == nil {
+					return
+				}
+				path := w.URI().Path()
+				s.u.run(func() error {
+					_, werr := w.Write(data)
+					if cerr := w.Close(); werr == nil {
+						werr = cerr
+					}
+					return werr
+				}, func(err error) {
+					if err != nil {
+						s.u.showError(err)
+						return
+					}
+					text := lang.L("Exported the config and {{.Count}} secrets to {{.Path}}.", map[string]any{"Count": len(found), "Path": path})
+					if len(missing) > 0 {
+						text += "\n" + lang.L("The keychain does not hold these, so they are not in the file: {{.Names}}", map[string]any{"Names": strings.Join(missing, ", ")})
+					}
+					s.status.SetText(text)
+				})
+			}, s.u.window)
+			save.SetFileName("gatehouse-setup.age")
+			save.Show()
+			s.saving = save
+		})
+	}
 }
 
 func (s *settings) importSetup() {
@@ -224,5 +241,7 @@ func (s *settings) importFrom(path, pass string) {
 		}
 		s.status.SetText(lang.L("Imported: the config is replaced; keychain entries: {{.Added}} added, {{.Replaced}} replaced.",
 			map[string]any{"Added": len(got.Added), "Replaced": len(got.Replaced)}))
+		s.u.backend.restart() // the imported listen address applies too
+		s.refresh()
 	})
 }

@@ -35,7 +35,7 @@ func newUpstreamFields(u *ui, cur *proxy.Upstream) *upstreamFields {
 	f := &upstreamFields{
 		note: widget.NewLabel(""), name: widget.NewEntry(), baseURL: widget.NewEntry(), models: widget.NewEntry(),
 		proxy: widget.NewEntry(), key: widget.NewPasswordEntry(), system: widget.NewLabel(""),
-		auth: widget.NewSelect([]string{proxy.AuthBearer, proxy.AuthXAPIKey, proxy.AuthGoogAPIKey, proxy.AuthNone}, nil),
+		auth: widget.NewSelect([]string{proxy.AuthBearer, proxy.AuthXAPIKey, proxy.AuthGoogAPIKey, proxy.AuthHMAC, proxy.AuthNone}, nil),
 	}
 	f.note.Wrapping, f.note.Importance = fyne.TextWrapWord, widget.WarningImportance
 	f.note.Hide()
@@ -151,8 +151,9 @@ func (x *upstreams) edit(cur *proxy.Upstream) {
 	if cur != nil {
 		title, old = lang.L("Change {{.Upstream}}", map[string]any{"Upstream": cur.Name}), cur.Name
 	}
-	f := newForm(x.u, title, lang.L("Save"), func() error {
-		return x.u.setup.SaveUpstream(old, fields.upstream(), strings.TrimSpace(fields.key.Text))
+	f := newForm(x.u, title, lang.L("Save"), func() func() error {
+		up, key := fields.upstream(), strings.TrimSpace(fields.key.Text)
+		return func() error { return x.u.setup.SaveUpstream(old, up, key) }
 	})
 	if cur == nil {
 		f.add(lang.L("Provider"), fields.preset, "")

@@ -347,8 +347,13 @@ func testResult(got proxy.UpstreamTest, err error) string {
 	if err != nil {
 		return "✗ " + localError(err)
 	}
-	return "✓ " + lang.L("It answers: {{.Count}} models, in {{.Time}} ({{.Route}}).",
+	text := "✓ " + lang.L("It answers: {{.Count}} models, in {{.Time}} ({{.Route}}).",
 		map[string]any{"Count": got.Models, "Time": got.Took.Round(time.Millisecond).String(), "Route": got.Route})
+	if len(got.Refused) > 0 {
+		text += "\n" + lang.L("Key {{.Key}} works; the upstream refused {{.Refused}}: remove or replace them.",
+			map[string]any{"Key": got.Key, "Refused": strings.Join(got.Refused, ", ")})
+	}
+	return text
 }
 
 func (x *upstreams) remove(name string) {
@@ -367,9 +372,12 @@ func (x *upstreams) addKey(up proxy.Upstream) {
 	label.SetText(nextLabel(up.Keys))
 	secret := widget.NewPasswordEntry()
 	secret.SetPlaceHolder(lang.L("paste the key"))
-	f := newForm(x.u, lang.L("Add a key to {{.Upstream}}", map[string]any{"Upstream": up.Name}), lang.L("Save"), func() error {
-		_, err := x.u.setup.AddKey(up.Name, strings.TrimSpace(label.Text), strings.TrimSpace(secret.Text))
-		return err
+	f := newForm(x.u, lang.L("Add a key to {{.Upstream}}", map[string]any{"Upstream": up.Name}), lang.L("Save"), func() func() error {
+		l, key := strings.TrimSpace(label.Text), strings.TrimSpace(secret.Text)
+		return func() error {
+			_, err := x.u.setup.AddKey(up.Name, l, key)
+			return err
+		}
 	})
 	f.add(lang.L("Label"), label, "keys")
 	f.add(lang.L("Key"), secret, "")
@@ -390,8 +398,9 @@ func nextLabel(keys []string) string {
 func (x *upstreams) importCert(upstream string) {
 	ci := &certImport{}
 	password := widget.NewPasswordEntry()
-	f := newForm(x.u, lang.L("Client certificate for {{.Upstream}}", map[string]any{"Upstream": upstream}), lang.L("Import"), func() error {
-		return ci.save(x.u.setup, upstream, password.Text)
+	f := newForm(x.u, lang.L("Client certificate for {{.Upstream}}", map[string]any{"Upstream": upstream}), lang.L("Import"), func() func() error {
+		chosen, pw := *ci, password.Text
+		return func() error { return chosen.save(x.u.setup, upstream, pw) }
 	})
 	pick := func(what *[]byte, name *widget.Label) fyne.CanvasObject {
 		return container.NewBorder(nil, nil, nil, widget.NewButton(lang.L("Choose…"), func() {
