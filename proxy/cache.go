@@ -272,13 +272,11 @@ func (l *lazyCache) get(log func(error)) *ResponseCache {
 }
 
 func (l *lazyCache) close() error {
-	var c *ResponseCache
 	l.once.Do(func() {}) // no opening from here on
-	c = l.c
-	if c == nil {
+	if l.c == nil {
 		return nil
 	}
-	return c.Close()
+	return l.c.Close()
 }
 
 // cacheablePaths are the ends of the paths whose answers are stored: the
