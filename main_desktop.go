@@ -56,18 +56,8 @@ func (c *cli) runDefault(hidden bool) error {
 	a := fyneapp.NewWithID(appID)
 	a.SetIcon(fyne.NewStaticResource("icon.png", assets.AppIcon))
 
-	// SIGINT and SIGTERM are Quit. Fyne catches them too, but only once its
-	// loop runs, and the window is up before that: one that came earlier
-	// reached only main's handler (c.ctx), and the app kept running.
-	done := make(chan struct{})
-	defer close(done)
-	go func() {
-		select {
-		case <-c.ctx.Done():
-			fyne.Do(a.Quit) // queued until the loop runs
-		case <-done:
-		}
-	}()
+	// SIGINT and SIGTERM (c.ctx) are Quit, through the app's own Quit so
+	// that nothing is drawn after the tray is gone.
 	return app.Run(a, app.Options{
 		ConfigPath: cfgPath,
 		RequestLog: reqlog,
@@ -78,6 +68,7 @@ func (c *cli) runDefault(hidden bool) error {
 		Store:      c.store,
 		Executable: exe,
 		Hidden:     hidden,
+		Stop:       c.ctx.Done(),
 	})
 }
 

@@ -44,6 +44,9 @@ type Options struct {
 	Executable string
 	// Hidden starts in the tray with the window closed (launch at login).
 	Hidden bool
+	// Stop, when it closes, is Quit (main closes it on SIGINT or SIGTERM;
+	// Fyne catches them too, but only once its loop runs).
+	Stop <-chan struct{}
 }
 
 // Run shows the window and the tray, runs the forwarder, and returns once
@@ -88,6 +91,9 @@ func Run(a fyne.App, o Options) error {
 				return
 			case <-o.Show:
 				fyne.Do(u.showWindow)
+			case <-o.Stop:
+				fyne.Do(u.quit) // queued until Fyne's loop runs, if it does not yet
+				return
 			}
 		}
 	})

@@ -192,6 +192,7 @@ type tray struct {
 	menuKey  string
 	iconName string
 	menu     *fyne.Menu // the menu last set, for tests
+	gone     bool       // the tray connection closed (quitting): set nothing more
 }
 
 func newTray(u *ui) *tray {
@@ -223,6 +224,18 @@ func (t *tray) actions() trayActions {
 // apply rebuilds the menu when what it shows changed, and sets the icon.
 // On Fyne's thread.
 func (t *tray) apply(s Snapshot) {
+	if t.gone {
+		return
+	}
+	// fyne.io/systray panics when the menu or icon is set after its D-Bus
+	// connection closed, which Fyne's own handling of a signal can do
+	// before the app stops drawing: the tray is then gone, not the app.
+	defer func() {
+		if p := recover(); p != nil {
+			t.gone = true
+			t.u.backend.opts.Log.Warn("the tray is gone", "err", p)
+		}
+	}()
 	m := trayMenu(s, t.actions())
 	if key := menuKey(m); key != t.menuKey {
 		t.menuKey, t.menu = key, m
