@@ -38,7 +38,14 @@ func (c *cli) runDefault(hidden bool) error {
 	if err != nil {
 		return err
 	}
-	in, err := instance.Acquire(sock)
+	acquire := instance.Acquire
+	if hidden {
+		acquire = instance.AcquireQuiet // launch at login: the running one stays as it is
+	}
+	in, err := acquire(sock)
+	if errors.Is(err, instance.ErrRunning) && hidden {
+		return nil
+	}
 	if errors.Is(err, instance.ErrRunning) {
 		fmt.Fprintln(c.stderr, "gatehouse: already running; its window is in front now")
 		return nil

@@ -53,14 +53,21 @@ const showMessage = "show\n"
 // Acquire makes this process the instance, listening on path, or, when
 // another instance holds the lock (path + ".lock"), asks it to show its
 // window and returns ErrRunning.
-func Acquire(path string) (*Instance, error) {
+func Acquire(path string) (*Instance, error) { return acquire(path, true) }
+
+// AcquireQuiet is Acquire for a start that must not bring the running
+// instance's window to the front (launch at login, --hidden): when
+// another instance runs, it just returns ErrRunning.
+func AcquireQuiet(path string) (*Instance, error) { return acquire(path, false) }
+
+func acquire(path string, ask bool) (*Instance, error) {
 	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
 		return nil, fmt.Errorf("single instance: %w", err)
 	}
 	lock, err := lockFile(path + ".lock")
 	if errors.Is(err, errLocked) {
 		// The instance may still be starting: give it a moment to listen.
-		for range 20 {
+		for i := 0; ask && i < 20; i++ {
 			if askToShow(path) == nil {
 				break
 			}

@@ -19,6 +19,15 @@ func TestSecondInstanceAsksTheFirstToShow(t *testing.T) {
 	require.NoError(t, err)
 	assert.Equal(t, os.FileMode(0o700), fi.Mode().Perm(), "the folder is the user's alone")
 
+	// A quiet start (launch at login) leaves the running one as it is.
+	_, err = AcquireQuiet(path)
+	require.ErrorIs(t, err, ErrRunning)
+	select {
+	case <-first.Show:
+		t.Fatal("a quiet second start asked the first to show its window")
+	default:
+	}
+
 	_, err = Acquire(path)
 	require.ErrorIs(t, err, ErrRunning)
 	<-first.Show // the first instance was asked to show its window
