@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"net/http"
 	"net/http/httptrace"
-	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -54,15 +53,12 @@ func (a attempts) RoundTrip(out *http.Request) (*http.Response, error) {
 	var cands []candidate
 	var lastErr error
 	add := func(u *upstreamRT) {
-		keys, err := a.f.keysFor(u.cfg)
-		if err != nil {
-			lastErr = err
-			return
-		}
-		if u == st.up && st.pace != nil && st.pace.label != "" {
-			// Local pacing chose the key with room: it goes first.
-			if i := slices.IndexFunc(keys, func(k Credential) bool { return k.Label == st.pace.label }); i > 0 {
-				keys = append([]Credential{keys[i]}, slices.Delete(slices.Clone(keys), i, i+1)...)
+		keys := st.keys // local pacing has listed the routed upstream's keys
+		if u != st.up || keys == nil {
+			var err error
+			if keys, err = a.f.keysFor(u.cfg); err != nil {
+				lastErr = err
+				return
 			}
 		}
 		for _, k := range keys {
@@ -71,17 +67,17 @@ func (a attempts) RoundTrip(out *http.Request) (*http.Response, error) {
 	}
 	// An upstream that said it is overloaded goes after its fallbacks
 	// until its backoff ends.
-	order := []*upstreamRT{st.up}
+	overloaded := len(primary.Fallback) > 0 && a.f.overload.backingOff(st.up.cfg.Name, time.Now())
+	if !overloaded {
+		add(st.up)
+	}
 	for _, name := range primary.Fallback {
 		if u := st.rt.byName[name]; u != nil {
-			order = append(order, u)
+			add(u)
 		}
 	}
-	if len(order) > 1 && a.f.overload.backingOff(st.up.cfg.Name, time.Now()) {
-		order = append(order[1:], order[0])
-	}
-	for _, u := range order {
-		add(u)
+	if overloaded {
+		add(st.up)
 	}
 	var last *http.Response
 	var unreachable map[*upstreamRT]bool // made on the first failure

@@ -16,6 +16,7 @@ import (
 	"net/url"
 	"reflect"
 	goruntime "runtime"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -168,6 +169,7 @@ func (f *Forwarder) Apply(cfg *Config, dir string) error {
 		u.route = route
 		u.gate = f.gates.get(uc)
 		u.pacer = f.pacers.get(uc)
+		u.cacheTTL, _ = parseDuration(uc.Cache, 0) // validated
 		rt.upstreams = append(rt.upstreams, u)
 		rt.byName[uc.Name] = u
 	}
@@ -237,6 +239,7 @@ type forwardState struct {
 	injectedUsage bool                    // stream_options.include_usage is ours
 	stream        bool                    // the client asked for a stream
 	pace          *pace                   // the key local pacing chose, or nil
+	keys          []Credential            // with pacing: the routed upstream's usable keys, the paced one first
 }
 
 // upstreamCfg is the config of the upstream that answered.
@@ -445,7 +448,7 @@ func (f *Forwarder) forward(rt *runtime, w *recorder, r *http.Request, name stri
 	// The response cache, when the upstream has one: a hit is answered
 	// here, before any queue or pacing; a miss records the answer.
 	var cu *cacheUse
-	if ttl, _ := parseDuration(up.cfg.Cache, 0); ttl > 0 {
+	if ttl := up.cacheTTL; ttl > 0 {
 		if c := f.responseCache(); c != nil && cacheable(r.Method, rest, r.Header) {
 			key := cacheKey(r.Method, rest+"?"+r.URL.RawQuery, up.cfg.Name, r.Header, body)
 			if e, ok := c.get(key, ttl, time.Now()); ok {
@@ -469,7 +472,10 @@ func (f *Forwarder) forward(rt *runtime, w *recorder, r *http.Request, name stri
 	defer cancel(nil)
 	st := &forwardState{rt: rt, up: up, rest: rest, query: r.URL.RawQuery, rec: rec, cancel: cancel}
 	if up.pacer != nil {
-		if keys, err := f.keysFor(up.cfg); err == nil { // without a usable key the attempts say why
+		// The keys are listed once, here, and the attempts use the same
+		// list (listing turns the round-robin); without a usable key the
+		// attempts say why.
+		if keys, err := f.keysFor(up.cfg); err == nil {
 			labels := make([]string, len(keys))
 			for i, k := range keys {
 				labels[i] = k.Label
@@ -479,6 +485,11 @@ func (f *Forwarder) forward(rt *runtime, w *recorder, r *http.Request, name stri
 				fail(e)
 				return
 			}
+			if i := slices.IndexFunc(keys, func(k Credential) bool { return k.Label == st.pace.label }); i > 0 {
+				k := keys[i] // the key with room goes first, the others in turn
+				keys = slices.Insert(slices.Delete(keys, i, i+1), 0, k)
+			}
+			st.keys = keys
 		}
 	}
 	st.body, st.injectedUsage = askForUsage(up.cfg, rest, body)

@@ -158,3 +158,31 @@ func TestEstimateCountsAnImageAsAnImage(t *testing.T) {
 		assert.GreaterOrEqual(t, got, 100+mediaTokens)
 	}
 }
+
+// TestPacingKeepsTheRoundRobin: with pacing on, the keys are still used in
+// turn (listing them turns the round-robin, so it happens once a request).
+func TestPacingKeepsTheRoundRobin(t *testing.T) {
+	var mu sync.Mutex
+	var seen []string
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		mu.Lock()
+		seen = append(seen, strings.TrimPrefix(r.Header.Get("Authorization"), "Bearer "))
+		mu.Unlock()
+		fmt.Fprint(w, `{"id":"x","choices":[]}`)
+	}))
+	defer srv.Close()
+	cfg := &Config{Upstreams: []Upstream{{Name: "main", BaseURL: srv.URL + "/v1", Models: []string{"m"}, Keys: []string{"a", "b"}, RequestsPerMinute: 6000}}}
+	cfg.applyDefaults()
+	h := &harness{reqlog: NewRequestLog(0), logs: &syncBuffer{}}
+	h.fwd = NewForwarder(keyCreds{"main": keys("a", "b")}, h.reqlog, nil)
+	require.NoError(t, h.fwd.Apply(cfg, ""))
+	h.srv = httptest.NewServer(h.fwd)
+	defer h.srv.Close()
+	for range 4 {
+		res, _ := h.do(t, http.MethodPost, "/v1/chat/completions", `{"model":"m"}`, nil)
+		require.Equal(t, http.StatusOK, res.StatusCode)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	assert.Equal(t, []string{"a", "b", "a", "b"}, seen)
+}

@@ -33,8 +33,9 @@ type upstreamRT struct {
 	base      *url.URL
 	route     string // what the request log shows: direct, system, proxy URL
 	transport http.RoundTripper
-	gate      *gate  // max_concurrent and its queue
-	pacer     *pacer // requests_per_minute and tokens_per_minute; nil: none
+	gate      *gate         // max_concurrent and its queue
+	pacer     *pacer        // requests_per_minute and tokens_per_minute; nil: none
+	cacheTTL  time.Duration // cache = "…": how long answers are kept; 0: no cache
 }
 
 func (u *upstreamRT) matches(model string) bool {
