@@ -1,6 +1,7 @@
 package app
 
 import (
+	"cmp"
 	"slices"
 	"strings"
 
@@ -85,7 +86,7 @@ func newUpstreamFields(u *ui, cur *proxy.Upstream) *upstreamFields {
 		f.models.SetText(strings.Join(cur.Models, ", "))
 		switch via := cur.Via; {
 		case via == "" || slices.Contains(routes, via):
-			f.route.SetSelected(cmpOr(via, proxy.ViaDirect))
+			f.route.SetSelected(cmp.Or(via, proxy.ViaDirect))
 		default:
 			f.route.SetSelected(routeProxyURL())
 			f.proxy.SetText(via)
@@ -95,13 +96,6 @@ func newUpstreamFields(u *ui, cur *proxy.Upstream) *upstreamFields {
 		f.preset.SetSelected(setup.Presets[0].Title)
 	}
 	return f
-}
-
-func cmpOr(s, def string) string {
-	if s == "" {
-		return def
-	}
-	return s
 }
 
 // fill puts a preset into the fields.

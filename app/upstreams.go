@@ -369,7 +369,7 @@ func (x *upstreams) remove(name string) {
 // addKey asks for a key (a password entry) and stores it.
 func (x *upstreams) addKey(up proxy.Upstream) {
 	label := widget.NewEntry()
-	label.SetText(nextLabel(up.Keys))
+	label.SetText(setup.NextKeyLabel(up.Keys))
 	secret := widget.NewPasswordEntry()
 	secret.SetPlaceHolder(lang.L("paste the key"))
 	f := newForm(x.u, lang.L("Add a key to {{.Upstream}}", map[string]any{"Upstream": up.Name}), lang.L("Save"), func() func() error {
@@ -384,14 +384,6 @@ func (x *upstreams) addKey(up proxy.Upstream) {
 	f.Saved = func() { x.done(nil) }
 	x.form = f
 	f.show()
-}
-
-func nextLabel(keys []string) string {
-	label := "default"
-	for i := 2; slices.Contains(keys, label); i++ {
-		label = fmt.Sprintf("key%d", i)
-	}
-	return label
 }
 
 // importCert imports a client certificate from PEM files or a .p12.

@@ -238,18 +238,6 @@ func (c *ResponseCache) put(key []byte, e *cacheEntry, now time.Time, maxBytes i
 	})
 }
 
-// size is the bytes the stored entries take, for tests and status.
-func (c *ResponseCache) size() (n int64, count int) {
-	_ = c.db.View(func(tx *bolt.Tx) error {
-		return tx.Bucket(bucketEntries).ForEach(func(_, v []byte) error {
-			n += int64(len(v))
-			count++
-			return nil
-		})
-	})
-	return n, count
-}
-
 // lazyCache opens the store the first time an upstream with a cache is
 // asked, so that a forwarder whose upstreams have none never makes the
 // file (or holds its lock against another forwarder).

@@ -15,6 +15,7 @@ import (
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+	bolt "go.etcd.io/bbolt"
 
 	"github.com/gatehouse-app/gatehouse/internal/mockllm"
 )
@@ -152,4 +153,16 @@ func TestCacheEvictsTheLeastRecentlyUsedAndSurvivesARestart(t *testing.T) {
 	assert.True(t, ok, "an entry did not survive the restart")
 	_, ok = c.get(cacheKey("POST", "chat/completions?", "u", nil, []byte("4")), time.Minute, now.Add(2*time.Minute))
 	assert.False(t, ok, "an expired entry was served")
+}
+
+// size is the bytes the stored entries take, for the eviction test.
+func (c *ResponseCache) size() (n int64, count int) {
+	_ = c.db.View(func(tx *bolt.Tx) error {
+		return tx.Bucket(bucketEntries).ForEach(func(_, v []byte) error {
+			n += int64(len(v))
+			count++
+			return nil
+		})
+	})
+	return n, count
 }

@@ -96,11 +96,9 @@ func (s *Setup) SaveUpstream(oldName string, up proxy.Upstream, key string) erro
 	if err != nil {
 		return err
 	}
-	label := "default"
+	label := NextKeyLabel(nil)
 	if cur := cfg.Upstream(up.Name); cur != nil {
-		for i := 2; slices.Contains(cur.Keys, label); i++ {
-			label = fmt.Sprintf("key%d", i)
-		}
+		label = NextKeyLabel(cur.Keys)
 	}
 	// Checked before the keychain is touched, so that a bad name or URL
 	// leaves nothing behind.
@@ -114,6 +112,16 @@ func (s *Setup) SaveUpstream(oldName string, up proxy.Upstream, key string) erro
 	return s.withSecret(keystore.KeyName(up.Name, label), key, func() error {
 		return s.Edit(change(label, s.now().Format(time.DateOnly)))
 	})
+}
+
+// NextKeyLabel is the label a new key of an upstream with keys gets:
+// "default", else the first free of "key2", "key3", ….
+func NextKeyLabel(keys []string) string {
+	label := "default"
+	for i := 2; slices.Contains(keys, label); i++ {
+		label = fmt.Sprintf("key%d", i)
+	}
+	return label
 }
 
 // RemoveUpstream takes an upstream out of the config, then deletes its keys
