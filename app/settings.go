@@ -1,6 +1,7 @@
 package app
 
 import (
+	"errors"
 	"net"
 	"net/url"
 	"path/filepath"
@@ -38,6 +39,7 @@ type settings struct {
 	status    *widget.Label      // what the last export or import did
 	loading   bool               // autostart is being read; its check changes nothing
 	saving    *dialog.FileDialog // the export's save dialog, once the export exists (for tests)
+	asked     *form              // the passphrase form last shown (for tests)
 }
 
 func newSettings(u *ui) *settings {
@@ -146,25 +148,26 @@ func (s *settings) setAutostart(on bool) {
 // passphrases asks for a passphrase (twice when confirm) and hands it on.
 func (s *settings) passphrases(title string, confirm bool, then func(pass string)) {
 	first, again := widget.NewPasswordEntry(), widget.NewPasswordEntry()
-	var f *form
-	f = newForm(s.u, title, lang.L("Continue"), nil) // Continue is handled below
+	var pass string
+	f := newForm(s.u, title, lang.L("Continue"), func() func() error {
+		p1, p2 := first.Text, again.Text
+		return func() error {
+			switch {
+			case p1 == "":
+				return errors.New(lang.L("Type a passphrase."))
+			case confirm && p1 != p2:
+				return errors.New(lang.L("The two passphrases differ."))
+			}
+			pass = p1
+			return nil
+		}
+	})
 	f.add(lang.L("Passphrase"), first, "")
 	if confirm {
 		f.add(lang.L("Passphrase again"), again, "")
 	}
-	f.save.OnTapped = func() {
-		switch {
-		case first.Text == "":
-			f.general.SetText(lang.L("Type a passphrase."))
-			f.general.Show()
-		case confirm && first.Text != again.Text:
-			f.general.SetText(lang.L("The two passphrases differ."))
-			f.general.Show()
-		default:
-			f.dlg.Hide()
-			then(first.Text)
-		}
-	}
+	f.Saved = func() { then(pass) }
+	s.asked = f
 	f.show()
 }
 
@@ -176,45 +179,43 @@ func (s *settings) export() {
 }
 
 func (s *settings) exportWith(pass string) {
-	{
-		var data []byte
-		var found, missing []string
-		s.u.run(func() (err error) {
-			data, found, missing, err = s.u.setup.ExportBytes(pass)
-			return err
-		}, func(err error) {
-			if err != nil {
-				s.u.showError(err)
+	var data []byte
+	var found, missing []string
+	s.u.run(func() (err error) {
+		data, found, missing, err = s.u.setup.ExportBytes(pass)
+		return err
+	}, func(err error) {
+		if err != nil {
+			s.u.showError(err)
+			return
+		}
+		save := dialog.NewFileSave(func(w fyne.URIWriteCloser, err error) {
+			if err != nil || w == nil {
 				return
 			}
-			save := dialog.NewFileSave(func(w fyne.URIWriteCloser, err error) {
-				if err != nil || w == nil {
+			path := w.URI().Path()
+			s.u.run(func() error {
+				_, werr := w.Write(data)
+				if cerr := w.Close(); werr == nil {
+					werr = cerr
+				}
+				return werr
+			}, func(err error) {
+				if err != nil {
+					s.u.showError(err)
 					return
 				}
-				path := w.URI().Path()
-				s.u.run(func() error {
-					_, werr := w.Write(data)
-					if cerr := w.Close(); werr == nil {
-						werr = cerr
-					}
-					return werr
-				}, func(err error) {
-					if err != nil {
-						s.u.showError(err)
-						return
-					}
-					text := lang.L("Exported the config and {{.Count}} secrets to {{.Path}}.", map[string]any{"Count": len(found), "Path": path})
-					if len(missing) > 0 {
-						text += "\n" + lang.L("The keychain does not hold these, so they are not in the file: {{.Names}}", map[string]any{"Names": strings.Join(missing, ", ")})
-					}
-					s.status.SetText(text)
-				})
-			}, s.u.window)
-			save.SetFileName("gatehouse-setup.age")
-			save.Show()
-			s.saving = save
-		})
-	}
+				text := lang.L("Exported the config and {{.Count}} secrets to {{.Path}}.", map[string]any{"Count": len(found), "Path": path})
+				if len(missing) > 0 {
+					text += "\n" + lang.L("The keychain does not hold these, so they are not in the file: {{.Names}}", map[string]any{"Names": strings.Join(missing, ", ")})
+				}
+				s.status.SetText(text)
+			})
+		}, s.u.window)
+		save.SetFileName("gatehouse-setup.age")
+		save.Show()
+		s.saving = save
+	})
 }
 
 func (s *settings) importSetup() {

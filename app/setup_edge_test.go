@@ -140,3 +140,23 @@ func TestTheTestButtonTriesTheKeyJustAdded(t *testing.T) {
 	require.True(t, strings.HasPrefix(x.tests["openai"], "✓"), "Test reports the upstream broken while it serves requests with the new key: %s", x.tests["openai"])
 	assert.Contains(t, x.tests["openai"], "refused old")
 }
+
+func TestPassphrasesMustMatch(t *testing.T) {
+	h := newHarness(t, "version = 1\n")
+	h.waitState(t, stateRunning)
+	st := h.ui.settings
+	var got []string
+	st.passphrases("Export", true, func(p string) { got = append(got, p) })
+	f := st.asked
+	first := f.grid.Objects[1].(*fyne.Container).Objects[0].(*widget.Entry)
+	again := f.grid.Objects[3].(*fyne.Container).Objects[0].(*widget.Entry)
+	test.Type(first, "one passphrase")
+	test.Type(again, "another one")
+	test.Tap(f.save)
+	require.True(t, f.general.Visible())
+	assert.Contains(t, f.general.Text, "differ")
+	assert.Empty(t, got)
+	again.SetText("one passphrase")
+	test.Tap(f.save)
+	assert.Equal(t, []string{"one passphrase"}, got)
+}
