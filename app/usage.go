@@ -28,6 +28,7 @@ type usage struct {
 	period  *widget.RadioGroup
 	body    *fyne.Container
 	totals  []proxy.UsageTotal
+	scroll  *container.Scroll
 
 	rows []usageRow // what is shown, for tests
 }
@@ -51,12 +52,12 @@ func periodDays(p string) int {
 
 func newUsage(u *ui) *usage {
 	x := &usage{u: u, body: container.NewVBox()}
+	x.scroll = container.NewVScroll(container.NewPadded(x.body))
 	x.period = widget.NewRadioGroup([]string{lang.L("Today"), lang.L("Last 7 days"), lang.L("Last 30 days")}, func(string) { x.show() })
 	x.period.Horizontal = true
 	x.period.SetSelected(lang.L("Today"))
 	refresh := widget.NewButtonWithIcon(lang.L("Look again"), theme.ViewRefreshIcon(), x.refresh)
-	x.content = container.NewBorder(container.NewBorder(nil, nil, nil, refresh, x.period), nil, nil, nil,
-		container.NewVScroll(container.NewPadded(x.body)))
+	x.content = container.NewBorder(container.NewBorder(nil, nil, nil, refresh, x.period), nil, nil, nil, x.scroll)
 	return x
 }
 
@@ -116,6 +117,7 @@ func (x *usage) show() {
 	x.body.RemoveAll()
 	if len(x.rows) == 0 {
 		x.body.Add(widget.NewLabel(lang.L("No tokens counted in this period yet. Requests that report usage are counted here.")))
+		x.scroll.Refresh()
 		return
 	}
 	var most int64 = 1
@@ -140,6 +142,9 @@ func (x *usage) show() {
 		grid.Add(widget.NewLabel(fmt.Sprint(r.Saved)))
 	}
 	x.body.Add(grid)
+	// The scroll learns the new height of what it holds (without this, a
+	// first visit kept showing the empty state).
+	x.scroll.Refresh()
 }
 
 func swatch(c color.Color) fyne.CanvasObject {
