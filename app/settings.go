@@ -69,6 +69,9 @@ func newSettings(u *ui) *settings {
 		}
 	})
 
+	// Wrapped, so that the page fits an 800-pixel window in English too.
+	moveText := widget.NewLabel(lang.L("Export writes the config and every key and certificate it names into one file, encrypted with a passphrase; Import puts them on this computer."))
+	moveText.Wrapping = fyne.TextWrapWord
 	s.content = container.NewVScroll(container.NewPadded(container.NewVBox(
 		heading(lang.L("Listen address")),
 		container.NewBorder(nil, nil, nil, apply, s.listen),
@@ -80,7 +83,7 @@ func newSettings(u *ui) *settings {
 		s.notify,
 		widget.NewSeparator(),
 		heading(lang.L("Move your setup")),
-		widget.NewLabel(lang.L("Export writes the config and every key and certificate it names into one file, encrypted with a passphrase; Import puts them on this computer.")),
+		moveText,
 		container.NewHBox(
 			widget.NewButtonWithIcon(lang.L("Export…"), theme.UploadIcon(), s.export),
 			widget.NewButtonWithIcon(lang.L("Import…"), theme.DownloadIcon(), s.importSetup)),

@@ -127,7 +127,7 @@ func (x *usage) show() {
 	legend := container.NewHBox(swatch(theme.Color(theme.ColorNamePrimary)), widget.NewLabel(lang.L("tokens in")),
 		swatch(theme.Color(theme.ColorNameSuccess)), widget.NewLabel(lang.L("tokens out")))
 	x.body.Add(legend)
-	grid := container.New(&columns{widths: []float32{240, 0, 90, 100, 100, 110}})
+	grid := container.New(&columns{widths: []float32{200, 0, 80, 90, 90, 110}}) // fits 800 pixels
 	for _, title := range []string{lang.L("Upstream · model"), "", lang.L("Requests"), lang.L("Tokens in"), lang.L("Tokens out"), lang.L("Saved by cache")} {
 		grid.Add(widget.NewLabelWithStyle(title, fyne.TextAlignLeading, fyne.TextStyle{Bold: true}))
 	}
