@@ -519,7 +519,7 @@ func startForwarder(t *testing.T, store keystore.Store, cfg, listen string) {
 	go func() { served <- c.serve([]string{"--config", cfg}) }()
 	t.Cleanup(func() { cancel(); <-served })
 	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(20 * time.Millisecond) {
-		res, err := http.Get("http://" + listen + "/health")
+		res, err := testClient.Get("http://" + listen + "/health")
 		if err == nil {
 			res.Body.Close()
 			return

@@ -50,7 +50,7 @@ func TestExportImport(t *testing.T) {
 		defer f.Close()
 		srv := httptest.NewServer(f)
 		defer srv.Close()
-		res, err := http.Post(srv.URL+"/v1/chat/completions", "application/json", strings.NewReader(`{"model":"gpt-4o"}`))
+		res, err := testClient.Post(srv.URL+"/v1/chat/completions", "application/json", strings.NewReader(`{"model":"gpt-4o"}`))
 		require.NoError(t, err)
 		res.Body.Close()
 		require.Equal(t, http.StatusOK, res.StatusCode)

@@ -151,7 +151,7 @@ func TestKeyFromRealKeychainReachesUpstream(t *testing.T) {
 
 	p := start(t, nil, "serve", "--config", cfg, "--listen", "127.0.0.1:0")
 	base := p.waitLine(t, regexp.MustCompile(`msg="forwarder listening" url=(http://\S+)/v1`))[1]
-	res, err := http.Post(base+"/v1/chat/completions", "application/json", strings.NewReader(`{"model":"gpt-4o"}`))
+	res, err := testClient.Post(base+"/v1/chat/completions", "application/json", strings.NewReader(`{"model":"gpt-4o"}`))
 	require.NoError(t, err)
 	res.Body.Close()
 	require.Equal(t, http.StatusOK, res.StatusCode)
@@ -249,7 +249,7 @@ func TestKeyListShowsKeyStates(t *testing.T) {
 	assert.Contains(t, out, "The forwarder is not running")
 
 	startForwarder(t, mem, cfg, listen)
-	res, err := http.Post("http://"+listen+"/v1/chat/completions", "application/json", strings.NewReader(`{"model":"gpt-4o"}`))
+	res, err := testClient.Post("http://"+listen+"/v1/chat/completions", "application/json", strings.NewReader(`{"model":"gpt-4o"}`))
 	require.NoError(t, err)
 	res.Body.Close()
 	require.Equal(t, http.StatusOK, res.StatusCode, "cool (429), reject (401) and spent (insufficient_quota) gave way to good")
@@ -288,7 +288,7 @@ func TestKeyEnable(t *testing.T) {
 	assert.Contains(t, out, "The forwarder is not running", "no forwarder, no rejected key")
 
 	startForwarder(t, mem, cfg, listen)
-	res, err := http.Post("http://"+listen+"/v1/chat/completions", "application/json", strings.NewReader(`{"model":"gpt-4o"}`))
+	res, err := testClient.Post("http://"+listen+"/v1/chat/completions", "application/json", strings.NewReader(`{"model":"gpt-4o"}`))
 	require.NoError(t, err)
 	res.Body.Close()
 	require.Equal(t, http.StatusOK, res.StatusCode, "first (401) gave way to second")

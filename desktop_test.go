@@ -4,6 +4,7 @@ package main
 
 import (
 	"bufio"
+	"context"
 	"fmt"
 	"io"
 	"log"
@@ -161,11 +162,13 @@ interval = "1h"
 	return path, listen, mock, live, dead
 }
 
-func chat(t *testing.T, listen string) (int, string) {
+func (p *process) chat(t *testing.T, listen string) (int, string) {
 	t.Helper()
-	res, err := http.Post("http://"+listen+"/v1/chat/completions", "application/json",
+	res, err := testClient.Post("http://"+listen+"/v1/chat/completions", "application/json",
 		strings.NewReader(`{"model":"gpt-4o","messages":[{"role":"user","content":"hi"}]}`))
-	require.NoError(t, err)
+	if err != nil {
+		t.Fatalf("%v; the program:\n%s", err, p.dump())
+	}
 	defer res.Body.Close()
 	body, _ := io.ReadAll(res.Body)
 	return res.StatusCode, string(body)
@@ -184,7 +187,7 @@ func TestDesktopWindowSingleInstanceAndQuit(t *testing.T) {
 		return win != 0 && x.viewable(win)
 	})
 
-	status, body := chat(t, listen)
+	status, body := p.chat(t, listen)
 	require.Equal(t, http.StatusOK, status, body)
 	assert.Equal(t, "Bearer "+e2eSecret, mock.Last().Header.Get("Authorization"))
 
@@ -192,15 +195,15 @@ func TestDesktopWindowSingleInstanceAndQuit(t *testing.T) {
 	// it; the app keeps forwarding.
 	x.close(t, win)
 	waitUntil(t, "the window hidden", func() bool { return !x.viewable(win) })
-	status, _ = chat(t, listen)
+	status, _ = p.chat(t, listen)
 	assert.Equal(t, http.StatusOK, status, "still forwarding with the window closed")
 
 	// A second start brings the window back and exits 0.
 	second := start(t, env)
-	require.NoError(t, <-second.done, second.output())
+	require.NoError(t, second.end(t, "the second start"), second.output())
 	assert.Contains(t, second.output(), "already running")
 	waitUntil(t, "the window shown again", func() bool { return x.viewable(win) })
-	status, _ = chat(t, listen)
+	status, _ = p.chat(t, listen)
 	assert.Equal(t, http.StatusOK, status, "the first instance still forwards")
 	select {
 	case err := <-p.done:
@@ -209,9 +212,7 @@ func TestDesktopWindowSingleInstanceAndQuit(t *testing.T) {
 	}
 
 	// SIGINT or SIGTERM is Quit: the forwarder stops gracefully, exit 0.
-	require.NoError(t, p.cmd.Process.Signal(os.Interrupt))
-	require.NoError(t, <-p.done, p.output())
-	assert.NotContains(t, p.output(), e2eSecret)
+	stop(t, p)
 }
 
 // xconn is a plain X11 client for looking at the app's window.
@@ -220,9 +221,12 @@ type xconn struct {
 	root xproto.Window
 }
 
+// xgb says it found no .Xauthority (Xvfb needs none). Set once: a
+// connection's reader reads the logger until it ends.
+func init() { xgb.Logger = log.New(io.Discard, "", 0) }
+
 func openX(t *testing.T, display string) *xconn {
 	t.Helper()
-	xgb.Logger = log.New(io.Discard, "", 0) // it says it found no .Xauthority: Xvfb needs none
 	c, err := xgb.NewConnDisplay(display)
 	require.NoError(t, err)
 	t.Cleanup(c.Close)
@@ -332,6 +336,14 @@ func parseItem(v []any) trayItem {
 	return it
 }
 
+// call calls a com.canonical.dbusmenu method of the app's menu, bounded:
+// an app that stops answering fails the test rather than stalling it.
+func (h *trayHost) call(method string, args ...any) *dbus.Call {
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	return h.menu.CallWithContext(ctx, "com.canonical.dbusmenu."+method, 0, args...)
+}
+
 // read returns the whole menu. As a panel does, it tells every item it is
 // about to be shown and reads again: right after the menu was set, the
 // first read may lack submenus or the last items.
@@ -344,7 +356,7 @@ func (h *trayHost) read(t *testing.T) trayItem {
 			Props    map[string]dbus.Variant
 			Children []dbus.Variant
 		}
-		require.NoError(t, h.menu.Call("com.canonical.dbusmenu.GetLayout", 0, int32(0), int32(-1), []string{}).Store(&rev, &layout))
+		require.NoError(t, h.call("GetLayout", int32(0), int32(-1), []string{}).Store(&rev, &layout))
 		var children []any
 		for _, c := range layout.Children {
 			children = append(children, c)
@@ -353,7 +365,7 @@ func (h *trayHost) read(t *testing.T) trayItem {
 	}
 	var visit func(trayItem)
 	visit = func(it trayItem) {
-		h.menu.Call("com.canonical.dbusmenu.AboutToShow", 0, it.id)
+		h.call("AboutToShow", it.id)
 		for _, c := range it.children {
 			visit(c)
 		}
@@ -411,12 +423,12 @@ func (h *trayHost) click(t *testing.T, prefix string) {
 		it, last = found, found.id
 		return stable
 	})
-	require.NoError(t, h.menu.Call("com.canonical.dbusmenu.Event", 0, it.id, "clicked", dbus.MakeVariant(""), uint32(0)).Err)
+	require.NoError(t, h.call("Event", it.id, "clicked", dbus.MakeVariant(""), uint32(0)).Err)
 }
 
 // forwarderStatus reads GET /gatehouse/status.
 func forwarderStatus(t *testing.T, listen string) string {
-	res, err := http.Get("http://" + listen + "/gatehouse/status")
+	res, err := testClient.Get("http://" + listen + "/gatehouse/status")
 	require.NoError(t, err)
 	defer res.Body.Close()
 	b, _ := io.ReadAll(res.Body)
@@ -469,25 +481,20 @@ func TestTrayOverDBus(t *testing.T) {
 	waitUntil(t, "direct on", func() bool { return strings.Contains(forwarderStatus(t, listen), `"direct":true`) })
 	host.waitMenu(t, "direct checked", func(m trayItem) bool { it, _ := m.find("Direct connection"); return it.checked })
 
-	code, body := chat(t, listen)
+	code, body := p.chat(t, listen)
 	require.Equal(t, http.StatusOK, code, body)
 	host.click(t, "Pause forwarding")
 	host.waitMenu(t, "Resume offered", func(m trayItem) bool { _, ok := m.find("Resume forwarding"); return ok })
-	code, body = chat(t, listen)
+	code, body = p.chat(t, listen)
 	assert.Equal(t, http.StatusServiceUnavailable, code)
 	assert.Contains(t, body, "Gatehouse is paused")
 	host.click(t, "Resume forwarding")
 	host.waitMenu(t, "Pause offered", func(m trayItem) bool { _, ok := m.find("Pause forwarding"); return ok })
-	code, body = chat(t, listen)
+	code, body = p.chat(t, listen)
 	assert.Equal(t, http.StatusOK, code, body)
 
 	host.click(t, "Quit")
-	select {
-	case err := <-p.done:
-		require.NoError(t, err, p.output())
-	case <-time.After(time.Minute):
-		t.Fatalf("Quit did not end the app:\n%s", p.output())
-	}
+	require.NoError(t, p.end(t, "after Quit"), p.output())
 	assert.NotContains(t, p.output(), e2eSecret)
 }
 
@@ -499,12 +506,11 @@ func TestNoDisplayRunsTheForwarderAlone(t *testing.T) {
 	p := start(t, []string{"DISPLAY=", "WAYLAND_DISPLAY=", "GATEHOUSE_CONFIG=" + cfgPath, "E2E_OPENAI_KEY=" + e2eSecret})
 	p.waitLine(t, regexp.MustCompile(`no display \(neither DISPLAY nor WAYLAND_DISPLAY is set\).*running the forwarder alone`))
 	p.waitLine(t, regexp.MustCompile(`msg="forwarder listening"`))
-	res, err := http.Get("http://" + listen + "/health")
+	res, err := testClient.Get("http://" + listen + "/health")
 	require.NoError(t, err)
 	res.Body.Close()
 	assert.Equal(t, http.StatusOK, res.StatusCode)
-	require.NoError(t, p.cmd.Process.Signal(os.Interrupt))
-	require.NoError(t, <-p.done, p.output())
+	stop(t, p)
 }
 
 // TestDesktopQuitsOnASignalAtStart: SIGTERM as soon as the forwarder is
@@ -518,10 +524,5 @@ func TestDesktopQuitsOnASignalAtStart(t *testing.T) {
 	p := start(t, env)
 	p.waitLine(t, regexp.MustCompile(`msg="forwarder listening"`))
 	require.NoError(t, p.cmd.Process.Signal(syscall.SIGTERM))
-	select {
-	case err := <-p.done:
-		require.NoError(t, err, p.output())
-	case <-time.After(time.Minute):
-		t.Fatalf("the app did not quit on SIGTERM at start:\n%s", p.output())
-	}
+	require.NoError(t, p.end(t, "after SIGTERM at start"), p.output())
 }

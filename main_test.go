@@ -2,6 +2,7 @@ package main
 
 import (
 	"bufio"
+	"bytes"
 	"crypto/tls"
 	"fmt"
 	"io"
@@ -40,11 +41,12 @@ const e2eSecret = "sk-e2e-SECRET-9d8c7b6a"
 
 // process is a running `gatehouse` with its stderr collected.
 type process struct {
-	cmd    *exec.Cmd
-	mu     sync.Mutex
-	stderr strings.Builder
-	lines  chan string
-	done   chan error
+	cmd     *exec.Cmd
+	mu      sync.Mutex
+	stderr  strings.Builder
+	partial []byte // the last line, until its newline
+	lines   chan string
+	done    chan error
 }
 
 func start(t *testing.T, env []string, args ...string) *process {
@@ -59,24 +61,34 @@ func startProgram(t *testing.T, bin string, env []string, args ...string) *proce
 	p := &process{cmd: exec.Command(bin, args...), lines: make(chan string, 1000), done: make(chan error, 1)}
 	// The program's cache (usage totals) goes to the test's own folder.
 	p.cmd.Env = append(append(os.Environ(), "GATEHOUSE_AS_MAIN=1", "XDG_CACHE_HOME="+t.TempDir()), env...)
-	pipe, err := p.cmd.StderrPipe()
-	require.NoError(t, err)
+	p.cmd.Stderr = p
+	// A child the program left behind holding its stderr must not keep
+	// the test waiting for the end of the output.
+	p.cmd.WaitDelay = 5 * time.Second
 	require.NoError(t, p.cmd.Start())
-	go func() {
-		sc := bufio.NewScanner(pipe)
-		for sc.Scan() {
-			p.mu.Lock()
-			p.stderr.WriteString(sc.Text() + "\n")
-			p.mu.Unlock()
-			select {
-			case p.lines <- sc.Text():
-			default:
-			}
-		}
-		p.done <- p.cmd.Wait()
-	}()
+	go func() { p.done <- p.cmd.Wait() }()
 	t.Cleanup(func() { _ = p.cmd.Process.Kill() })
 	return p
+}
+
+// Write takes the program's stderr: kept whole, and offered line by line
+// to waitLine.
+func (p *process) Write(b []byte) (int, error) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.stderr.Write(b)
+	p.partial = append(p.partial, b...)
+	for {
+		line, rest, ok := bytes.Cut(p.partial, []byte("\n"))
+		if !ok {
+			return len(b), nil
+		}
+		select {
+		case p.lines <- string(line):
+		default:
+		}
+		p.partial = rest
+	}
 }
 
 // waitLine returns the first stderr line matching re; the bound only keeps
@@ -95,6 +107,44 @@ func (p *process) waitLine(t *testing.T, re *regexp.Regexp) []string {
 		}
 	}
 }
+
+// end waits for the program to end and returns how it ended. One still
+// running a minute later is shown with its goroutines (SIGQUIT) and fails
+// the test: a hang fails with where it hangs instead of stalling the run.
+func (p *process) end(t *testing.T, what string) error {
+	t.Helper()
+	select {
+	case err := <-p.done:
+		return err
+	case <-time.After(time.Minute):
+		t.Fatalf("%s: the program was still running a minute later:\n%s", what, p.dump())
+		return nil
+	}
+}
+
+// dump ends the program with SIGQUIT, which has Go print every goroutine,
+// and returns its output: where a program that stopped answering is stuck.
+func (p *process) dump() string {
+	_ = p.cmd.Process.Signal(syscall.SIGQUIT)
+	select {
+	case <-p.done:
+	case <-time.After(5 * time.Second):
+	}
+	return p.output()
+}
+
+// stop sends SIGINT and expects the program to end with status 0, and
+// the key never in its output.
+func stop(t *testing.T, p *process) {
+	t.Helper()
+	require.NoError(t, p.cmd.Process.Signal(os.Interrupt))
+	require.NoError(t, p.end(t, "after SIGINT"), p.output())
+	assert.NotContains(t, p.output(), e2eSecret)
+}
+
+// testClient bounds every request of these tests: a program that stops
+// answering fails the test rather than stalling the run.
+var testClient = &http.Client{Timeout: time.Minute}
 
 func (p *process) output() string {
 	p.mu.Lock()
@@ -134,7 +184,7 @@ key_env = "E2E_OPENAI_KEY"
 	p := start(t, []string{"E2E_OPENAI_KEY=" + e2eSecret}, "serve", "--config", cfgPath, "--listen", "127.0.0.1:0")
 	base := p.waitLine(t, regexp.MustCompile(`msg="forwarder listening" url=(http://\S+)/v1`))[1]
 
-	res, err := http.Post(base+"/v1/chat/completions", "application/json", strings.NewReader(`{"model":"gpt-4o","messages":[]}`))
+	res, err := testClient.Post(base+"/v1/chat/completions", "application/json", strings.NewReader(`{"model":"gpt-4o","messages":[]}`))
 	require.NoError(t, err)
 	body, _ := io.ReadAll(res.Body)
 	res.Body.Close()
@@ -144,7 +194,7 @@ key_env = "E2E_OPENAI_KEY"
 	assert.Contains(t, line, "model=gpt-4o upstream=openai key=env:E2E_OPENAI_KEY route=direct status=200")
 
 	// A stream still open at SIGTERM finishes, then the program exits 0.
-	res, err = http.Post(base+"/u/openai/slow", "application/json", strings.NewReader(`{}`))
+	res, err = testClient.Post(base+"/u/openai/slow", "application/json", strings.NewReader(`{}`))
 	require.NoError(t, err)
 	defer res.Body.Close()
 	br := bufio.NewReader(res.Body)
@@ -157,7 +207,7 @@ key_env = "E2E_OPENAI_KEY"
 	rest, err := io.ReadAll(br)
 	require.NoError(t, err)
 	assert.Equal(t, "\ndata: [DONE]\n\n", string(rest))
-	require.NoError(t, <-p.done, p.output())
+	require.NoError(t, p.end(t, "after SIGTERM"), p.output())
 	assert.NotContains(t, p.output(), e2eSecret)
 	cache := strings.TrimPrefix(p.cmd.Env[slices.IndexFunc(p.cmd.Env, func(e string) bool { return strings.HasPrefix(e, "XDG_CACHE_HOME=") })], "XDG_CACHE_HOME=")
 	usage, err := os.ReadFile(filepath.Join(cache, "gatehouse", "usage.json"))
@@ -172,7 +222,7 @@ func TestServeRefusesABadConfig(t *testing.T) {
 	cfgPath := filepath.Join(t.TempDir(), "config.toml")
 	require.NoError(t, os.WriteFile(cfgPath, []byte("[[upstreams]]\nname = \"x\"\nbase_url = \"https://x.example\"\nauth = \"magic\"\n"), 0o600))
 	p := start(t, nil, "serve", "--config", cfgPath)
-	err := <-p.done
+	err := p.end(t, "with a bad config")
 	var exit *exec.ExitError
 	require.ErrorAs(t, err, &exit)
 	assert.Equal(t, 1, exit.ExitCode())
@@ -276,7 +326,7 @@ ca_file = "proxy-ca.pem"
 	p := start(t, []string{"HTTP_PROXY=" + system.URL, "NO_PROXY="}, "serve", "--config", cfgPath, "--listen", "127.0.0.1:0")
 	base := p.waitLine(t, regexp.MustCompile(`msg="forwarder listening" url=(http://\S+)/v1`))[1]
 	for model, px := range map[string]*testproxy.Proxy{"sys-1": system, "tls-1": secure} {
-		res, err := http.Post(base+"/v1/chat/completions", "application/json", strings.NewReader(`{"model":"`+model+`"}`))
+		res, err := testClient.Post(base+"/v1/chat/completions", "application/json", strings.NewReader(`{"model":"`+model+`"}`))
 		require.NoError(t, err)
 		body, _ := io.ReadAll(res.Body)
 		res.Body.Close()

@@ -16,9 +16,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
-	"syscall"
 	"testing"
-	"time"
 
 	"github.com/jezek/xgb/xproto"
 	"github.com/stretchr/testify/assert"
@@ -295,26 +293,6 @@ func rootRun(t *testing.T, root []string, args ...string) (string, error) {
 	return string(out), err
 }
 
-// stop sends SIGINT and expects the program to end with status 0, and
-// the key never in its output. One that hangs is shown with its
-// goroutines (SIGQUIT).
-func stop(t *testing.T, p *process) {
-	t.Helper()
-	require.NoError(t, p.cmd.Process.Signal(os.Interrupt))
-	select {
-	case err := <-p.done:
-		require.NoError(t, err, p.output())
-	case <-time.After(time.Minute):
-		_ = p.cmd.Process.Signal(syscall.SIGQUIT)
-		select {
-		case <-p.done:
-		case <-time.After(5 * time.Second):
-		}
-		t.Fatalf("the program did not end a minute after SIGINT:\n%s", p.output())
-	}
-	assert.NotContains(t, p.output(), e2eSecret)
-}
-
 func debInstalled(name string) bool {
 	out, err := exec.Command("dpkg-query", "-W", "-f", "${Status}", name).Output()
 	return err == nil && strings.Contains(string(out), "install ok installed")
@@ -401,7 +379,7 @@ func TestDebInstallRunRemove(t *testing.T) {
 		writeFile(t, cfg, fmt.Sprintf("[[upstreams]]\nname = \"openai\"\nbase_url = \"%s/v1\"\nmodels = [\"gpt-*\"]\nkey_env = \"E2E_OPENAI_KEY\"\n", up.URL))
 		p := startProgram(t, "/usr/bin/gatehouse", []string{"E2E_OPENAI_KEY=" + e2eSecret}, "serve", "--config", cfg, "--listen", "127.0.0.1:0")
 		base := p.waitLine(t, regexp.MustCompile(`msg="forwarder listening" url=(http://\S+)/v1`))[1]
-		res, err := http.Post(base+"/v1/chat/completions", "application/json", strings.NewReader(`{"model":"gpt-4o","messages":[]}`))
+		res, err := testClient.Post(base+"/v1/chat/completions", "application/json", strings.NewReader(`{"model":"gpt-4o","messages":[]}`))
 		require.NoError(t, err)
 		body, _ := io.ReadAll(res.Body)
 		res.Body.Close()
@@ -430,7 +408,7 @@ func TestDebInstallRunRemove(t *testing.T) {
 		require.Len(t, wmClass, 2)
 		assert.Contains(t, string(entry), "\nStartupWMClass="+wmClass[1]+"\n")
 
-		status, body := chat(t, listen)
+		status, body := p.chat(t, listen)
 		require.Equal(t, http.StatusOK, status, body)
 		assert.Equal(t, "Bearer "+e2eSecret, mock.Last().Header.Get("Authorization"))
 		stop(t, p)
