@@ -4,10 +4,12 @@ package main
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"fmt"
 	"io"
 	"log"
+	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -525,4 +527,17 @@ func TestDesktopQuitsOnASignalAtStart(t *testing.T) {
 	p.waitLine(t, regexp.MustCompile(`msg="forwarder listening"`))
 	require.NoError(t, p.cmd.Process.Signal(syscall.SIGTERM))
 	require.NoError(t, p.end(t, "after SIGTERM at start"), p.output())
+}
+
+// TestAStuckQuitEndsTheProcess: when quitting does not finish in time, the
+// process ends with status 2 and says where it was stuck.
+func TestAStuckQuitEndsTheProcess(t *testing.T) {
+	var out bytes.Buffer
+	c := &cli{log: slog.New(slog.NewTextHandler(&out, nil)), stderr: &out}
+	code := make(chan int, 1)
+	c.exitIfStuck(time.Millisecond, func(c int) { code <- c })
+	assert.Equal(t, 2, <-code)
+	assert.Contains(t, out.String(), `msg="quitting did not finish; exiting anyway, with where it was stuck" after=1ms`)
+	assert.Contains(t, out.String(), "gatehouse.TestAStuckQuitEndsTheProcess(", "this goroutine's stack")
+	assert.Contains(t, out.String(), "goroutine 1 [", "and every other one")
 }

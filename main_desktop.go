@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"os"
 	"runtime"
+	"time"
 
 	"fyne.io/fyne/v2"
 	fyneapp "fyne.io/fyne/v2/app"
@@ -70,13 +71,34 @@ func (c *cli) runDefault(hidden bool) error {
 		RequestLog: reqlog,
 		NewService: func() (*proxy.Service, error) { return c.newService(cfgPath, "", reqlog) },
 		Show:       in.Show,
-		Quitting:   in.Close,
+		Quitting: func() {
+			in.Close()
+			go c.exitIfStuck(app.ShutdownGrace+quitSlack, os.Exit)
+		},
 		Log:        c.log,
 		Store:      c.store,
 		Executable: exe,
 		Hidden:     hidden,
 		Stop:       c.ctx.Done(),
 	})
+}
+
+// quitSlack is how long quitting may take beyond the open requests' grace
+// before the process ends anyway.
+const quitSlack = 15 * time.Second
+
+// exitIfStuck ends the process (through exit) when quitting has not
+// finished after d: a window system or tray library stuck at exit must not
+// leave a process without window or tray that holds the port and the
+// single-instance lock, so that Gatehouse can neither be used nor started
+// again. Where it was stuck goes to stderr, and the exit status is 2.
+func (c *cli) exitIfStuck(d time.Duration, exit func(int)) {
+	time.Sleep(d)
+	buf := make([]byte, 1<<20)
+	buf = buf[:runtime.Stack(buf, true)]
+	c.log.Error("quitting did not finish; exiting anyway, with where it was stuck", "after", d)
+	_, _ = c.stderr.Write(buf)
+	exit(2)
 }
 
 // hasDisplay reports whether a window can open: on Linux and the BSDs an X
