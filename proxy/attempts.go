@@ -159,9 +159,9 @@ func roundTrip(req *http.Request, st *forwardState, u *upstreamRT) (res *http.Re
 	ctx = httptrace.WithClientTrace(ctx, &httptrace.ClientTrace{
 		WroteRequest: func(httptrace.WroteRequestInfo) { wrote.Store(true) }, // with an error too: part may be out
 	})
-	timer := time.AfterFunc(wait, func() { cancel(errNoAnswer) })
+	limit := timeLimits.after(wait, func() { cancel(errNoAnswer) })
 	res, err = u.transport.RoundTrip(req.WithContext(ctx))
-	if !timer.Stop() {
+	if !timeLimits.stop(limit) {
 		// The wait is over: whatever came back is cut off.
 		if res != nil {
 			res.Body.Close()

@@ -342,6 +342,9 @@ func (f *Forwarder) responseCache() *ResponseCache {
 func (f *Forwarder) finish(rw *recorder, r *http.Request) {
 	rec := rw.rec
 	p := recover()
+	if p == nil {
+		rw.send()
+	}
 	if rec.Status == 0 {
 		rec.Status = rw.status
 	}
@@ -492,8 +495,8 @@ func (f *Forwarder) forward(rt *runtime, w *recorder, r *http.Request, name stri
 			st.keys = keys
 		}
 	}
-	st.body, st.injectedUsage = askForUsage(up.cfg, rest, body)
 	st.stream = isStreamRequest(rest, r.URL.RawQuery, body)
+	st.body, st.injectedUsage = askForUsage(up.cfg, rest, body, st.stream)
 	body = st.body
 
 	r.Header.Del("Transfer-Encoding")
@@ -505,6 +508,7 @@ func (f *Forwarder) forward(rt *runtime, w *recorder, r *http.Request, name stri
 		r.GetBody = func() (io.ReadCloser, error) { return io.NopCloser(bytes.NewReader(body)), nil }
 	}
 	f.rp.ServeHTTP(w, r.WithContext(context.WithValue(ctx, ctxKey{}, st)))
+	w.send() // the client has its answer before the bookkeeping below
 	st.pace.used(rec.PromptTokens + rec.CompletionTokens)
 	// Only a 200 that completed normally is stored: a cut stream panics
 	// out of ServeHTTP above, an errored one has its Error set.
@@ -708,3 +712,14 @@ func (w *recorder) Flush() {
 }
 
 func (w *recorder) Unwrap() http.ResponseWriter { return w.ResponseWriter }
+
+// send hands what the handler wrote to the client now, instead of when the
+// handler returns: the request log, the usage book, the cache and the
+// limits are kept after the client has its answer, not before. With
+// nothing written yet it does nothing, so that the server still answers
+// as it would (a plain 200 with Content-Length 0).
+func (w *recorder) send() {
+	if w.status != 0 {
+		w.Flush()
+	}
+}

@@ -93,8 +93,8 @@ type watchedBody struct {
 	stream    bool
 	dropUsage bool // the usage chunk is ours, not the client's
 	idle      time.Duration
-	timer     *time.Timer // the idle timer of a stream
-	deadline  *time.Timer // request_timeout of a plain answer
+	timer     *deadline // the idle timer of a stream
+	deadline  *deadline // request_timeout of a plain answer
 
 	chunk    []byte // a pooled read buffer, for streams
 	buf      []byte // read from upstream, not yet a complete event
@@ -139,7 +139,7 @@ func (w *watchedBody) fill() {
 	}
 	n, err := w.body.Read(w.chunk)
 	if n > 0 && w.timer != nil {
-		w.timer.Reset(w.idle)
+		timeLimits.extend(w.timer, w.idle)
 	}
 	w.buf = append(w.buf, w.chunk[:n]...)
 	w.events()
@@ -322,9 +322,9 @@ func (w *watchedBody) ended() {
 }
 
 func (w *watchedBody) Close() error {
-	for _, t := range []*time.Timer{w.timer, w.deadline} {
-		if t != nil {
-			t.Stop()
+	for _, dl := range []*deadline{w.timer, w.deadline} {
+		if dl != nil {
+			timeLimits.stop(dl)
 		}
 	}
 	if w.chunk != nil {
@@ -347,20 +347,20 @@ func watch(res *http.Response, st *forwardState) {
 	}
 	if w.stream {
 		w.idle, _ = parseDuration(up.IdleTimeout, DefaultIdleTimeout)
-		w.timer = time.AfterFunc(w.idle, func() { st.cancel(errStalled) })
+		w.timer = timeLimits.after(w.idle, func() { st.cancel(errStalled) })
 	} else {
 		limit, _ := parseDuration(up.RequestTimeout, DefaultRequestTimeout)
-		w.deadline = time.AfterFunc(limit-time.Since(st.rec.Start), func() { st.cancel(errTooLong) })
+		w.deadline = timeLimits.after(limit-time.Since(st.rec.Start), func() { st.cancel(errTooLong) })
 	}
 	res.Body = w
 }
 
 // askForUsage adds stream_options.include_usage to an OpenAI-style chat
 // stream request that does not ask for usage itself, unless the upstream
-// says include_usage = false. It returns the body to send and whether it
-// changed it.
-func askForUsage(up *Upstream, rest string, body []byte) ([]byte, bool) {
-	if up.IncludeUsage != nil && !*up.IncludeUsage || kindOf(rest) != kindChat ||
+// says include_usage = false. stream is what isStreamRequest said. It
+// returns the body to send and whether it changed it.
+func askForUsage(up *Upstream, rest string, body []byte, stream bool) ([]byte, bool) {
+	if !stream || up.IncludeUsage != nil && !*up.IncludeUsage || kindOf(rest) != kindChat ||
 		!gjson.GetBytes(body, "stream").Bool() || gjson.GetBytes(body, "stream_options.include_usage").Exists() {
 		return body, false
 	}

@@ -50,7 +50,14 @@ func main() {
 	quick := flag.Bool("quick", false, "fewer requests, for a smoke run")
 	flag.StringVar(&profileDir, "profile", "", "write each gatehouse process's CPU profile into this folder")
 	soakFor := flag.Duration("soak", 0, "instead of measuring, run mixed traffic this long and check nothing leaks (make soak)")
+	wrkOnly := flag.Int("wrk-only", 0, "instead of the whole run, only this many rounds of the outside measurement (wrk)")
 	flag.Parse()
+	if *wrkOnly > 0 {
+		if err := wrkAlone(*gatehouse, *wrkOnly); err != nil {
+			log.Fatal("benchrun: ", err)
+		}
+		return
+	}
 	if *soakFor > 0 {
 		if err := soak(*gatehouse, *soakFor); err != nil {
 			log.Fatal("soak: ", err)
@@ -620,43 +627,7 @@ func run(bin, out string, quick bool) error {
 	socksA, socksB := testproxy.SOCKS5("", ""), testproxy.SOCKS5("", "")
 	defer socksA.Stop()
 	defer socksB.Stop()
-	realistic := func(via string) string {
-		return fmt.Sprintf(`
-[[tokens]]
-name = "bench"
-sha256 = %q
-
-[[upstreams]]
-name = "anthropic"
-base_url = "%[2]s/v1"
-models = ["claude-*"]
-auth = "x-api-key"
-key_env = "BENCH_KEY"
-via = %[3]q
-
-[[upstreams]]
-name = "gemini"
-base_url = "%[2]s/v1beta/openai"
-models = ["gemini-*"]
-auth = "x-goog-api-key"
-key_env = "BENCH_KEY"
-via = %[3]q
-
-[[upstreams]]
-name = "openai"
-base_url = "%[2]s/v1"
-models = ["gpt-*", "o3*"]
-key_env = "BENCH_KEY"
-via = %[3]q
-
-[[pools]]
-name = "bench"
-strategy = "fastest"
-proxies = [%[4]q, %[5]q]
-check_url = "%[2]s/v1/models"
-interval = "1m"
-`, hash, mock.url, via, socksA.URL, socksB.URL)
-	}
+	realistic := func(via string) string { return benchConfig(hash, mock.url, via, socksA.URL, socksB.URL) }
 	targets := []target{
 		{name: "direct to the mock", url: mock.url},
 		{name: "floor: bare ReverseProxy", url: floor.url, server: floor},
@@ -753,6 +724,46 @@ func showRequests(display string) {
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
+}
+
+// benchConfig is gatehouse's config in the bench: three upstreams on the
+// mock, reached through via, and a pool of two SOCKS5 proxies.
+func benchConfig(hash, mockURL, via, socksA, socksB string) string {
+	return fmt.Sprintf(`
+[[tokens]]
+name = "bench"
+sha256 = %q
+
+[[upstreams]]
+name = "anthropic"
+base_url = "%[2]s/v1"
+models = ["claude-*"]
+auth = "x-api-key"
+key_env = "BENCH_KEY"
+via = %[3]q
+
+[[upstreams]]
+name = "gemini"
+base_url = "%[2]s/v1beta/openai"
+models = ["gemini-*"]
+auth = "x-goog-api-key"
+key_env = "BENCH_KEY"
+via = %[3]q
+
+[[upstreams]]
+name = "openai"
+base_url = "%[2]s/v1"
+models = ["gpt-*", "o3*"]
+key_env = "BENCH_KEY"
+via = %[3]q
+
+[[pools]]
+name = "bench"
+strategy = "fastest"
+proxies = [%[4]q, %[5]q]
+check_url = "%[2]s/v1/models"
+interval = "1m"
+`, hash, mockURL, via, socksA, socksB)
 }
 
 // report prints every figure as a ratio to the floor's, with the raw value.

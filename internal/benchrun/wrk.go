@@ -10,6 +10,9 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/gatehouse-app/gatehouse/internal/testproxy"
+	"github.com/gatehouse-app/gatehouse/proxy"
 )
 
 // The outside measurement: wrk, one connection, against the mock directly,
@@ -79,21 +82,74 @@ func wrkRounds(dir string, direct, floor, serve target, rounds int, d time.Durat
 	return out, nil
 }
 
+// wrkAlone runs only the outside measurement, with only the processes it
+// measures (the mock, the floor and gatehouse serve): for trying a change
+// to the request path (make bench-wrk).
+func wrkAlone(bin string, rounds int) error {
+	dir, err := os.MkdirTemp("", "gatehouse-bench-")
+	if err != nil {
+		return err
+	}
+	defer os.RemoveAll(dir)
+	mock, err := startMock(dir)
+	if err != nil {
+		return err
+	}
+	defer mock.stop()
+	floorBin, err := helper(dir, "benchfloor")
+	if err != nil {
+		return err
+	}
+	floor, err := start("floor", floorBin, mock.url, benchKey)
+	if err != nil {
+		return err
+	}
+	defer floor.stop()
+	tok, hash, err := proxy.NewToken()
+	if err != nil {
+		return err
+	}
+	socksA, socksB := testproxy.SOCKS5("", ""), testproxy.SOCKS5("", "")
+	defer socksA.Stop()
+	defer socksB.Stop()
+	g, err := startGatehouse(bin, "gatehouse", dir, benchConfig(hash, mock.url, "direct", socksA.URL, socksB.URL), "")
+	if err != nil {
+		return err
+	}
+	defer g.stop()
+	direct := target{name: "direct to the mock", url: mock.url}
+	floorT := target{name: "floor: bare ReverseProxy", url: floor.url, server: floor}
+	serve := target{name: "gatehouse serve", url: g.url, token: tok, server: g}
+	for _, t := range []target{direct, floorT, serve} {
+		if _, err := once(t); err != nil {
+			return fmt.Errorf("%s: %w", t.name, err)
+		}
+	}
+	res, err := wrkRounds(dir, direct, floorT, serve, rounds, 3*time.Second)
+	if err != nil {
+		return err
+	}
+	reportWrk(res)
+	return nil
+}
+
 func reportWrk(rounds []WrkRound) {
 	if len(rounds) == 0 {
 		return
 	}
 	ratios := make([]float64, len(rounds))
+	gAdded, fAdded := make([]float64, len(rounds)), make([]float64, len(rounds))
 	var parts []string
 	within := 0
 	for i, r := range rounds {
 		ratios[i] = r.Ratio
+		gAdded[i], fAdded[i] = r.GatehouseAddedMs, r.FloorAddedMs
 		parts = append(parts, fmt.Sprintf("%.2f", r.Ratio))
 		if r.Ratio <= 1.1 {
 			within++
 		}
 	}
-	slices.Sort(ratios)
-	fmt.Printf("wrk, one connection: gatehouse serve's added p50 over the floor's, per round: %s (median %.2f×; %d of %d rounds within 1.10×).\n",
-		strings.Join(parts, ", "), ratios[len(ratios)/2], within, len(rounds))
+	median := func(v []float64) float64 { slices.Sort(v); return v[len(v)/2] }
+	fmt.Printf("wrk, one connection: gatehouse serve's added p50 over the floor's, per round: %s (median %.2f×; %d of %d rounds within 1.10×; median added p50 %.0f µs against %.0f µs).\n",
+		strings.Join(parts, ", "), median(ratios), within, len(rounds), 1000*median(gAdded), 1000*median(fAdded))
 }
