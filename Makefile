@@ -20,7 +20,7 @@ RPM := dist/gatehouse-$(VERSION)-$(APP_BUILD).x86_64.rpm
 TARBALL := dist/gatehouse-$(VERSION)-linux-amd64.tar.xz
 SETUP_EXE := dist/gatehouse-$(VERSION)-windows-amd64-setup.exe
 
-.PHONY: run test vet fmt-check build build-headless bench soak fuzz screenshot icons clean \
+.PHONY: run test vet fmt-check build build-headless bench bench-wrk soak fuzz screenshot icons clean \
 	package-linux package-windows package-darwin
 
 ## run: start Gatehouse: the window, the tray and the forwarder (without a
@@ -71,6 +71,14 @@ bench:
 	$(GO) build -o bin/gatehouse .
 	$(GO) run ./internal/benchrun --gatehouse bin/gatehouse --out bench.json
 	$(GO) test -run '^$$' -bench . -benchmem ./...
+
+## bench-wrk: only the outside measurement (wrk, one connection, the mock,
+## the floor and gatehouse serve), ROUNDS rounds of 3 s (default 9;
+## make bench runs 7): for trying a change to the request path
+ROUNDS ?= 9
+bench-wrk:
+	$(GO) build -o bin/gatehouse .
+	$(GO) run ./internal/benchrun --gatehouse bin/gatehouse --wrk-only $(ROUNDS)
 
 ## soak: mixed traffic through gatehouse serve for SOAK (default 2m) with a
 ## proxy stopped and restarted and config reloads; fails on a wrong answer

@@ -22,6 +22,12 @@ import (
 // usage book, timers, GC), where the in-process timing sees one request.
 // It runs when wrk is installed (Debian: apt-get install wrk).
 
+// The rounds, each path wrkRoundTime in each.
+const (
+	wrkRoundsN   = 7
+	wrkRoundTime = 3 * time.Second
+)
+
 // WrkRound is one round's added p50 at concurrency 1, for gatehouse and the
 // floor, over going direct.
 type WrkRound struct {
@@ -125,7 +131,7 @@ func wrkAlone(bin string, rounds int) error {
 			return fmt.Errorf("%s: %w", t.name, err)
 		}
 	}
-	res, err := wrkRounds(dir, direct, floorT, serve, rounds, 3*time.Second)
+	res, err := wrkRounds(dir, direct, floorT, serve, rounds, wrkRoundTime)
 	if err != nil {
 		return err
 	}
