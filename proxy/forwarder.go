@@ -470,6 +470,7 @@ func (f *Forwarder) forward(rt *runtime, w *recorder, r *http.Request, name stri
 		fail(e)
 		return
 	}
+	release = sync.OnceFunc(release) // released before the answer is sent, below
 	defer release()
 	ctx, cancel := context.WithCancelCause(r.Context())
 	defer cancel(nil)
@@ -508,7 +509,6 @@ func (f *Forwarder) forward(rt *runtime, w *recorder, r *http.Request, name stri
 		r.GetBody = func() (io.ReadCloser, error) { return io.NopCloser(bytes.NewReader(body)), nil }
 	}
 	f.rp.ServeHTTP(w, r.WithContext(context.WithValue(ctx, ctxKey{}, st)))
-	w.send() // the client has its answer before the bookkeeping below
 	st.pace.used(rec.PromptTokens + rec.CompletionTokens)
 	// Only a 200 that completed normally is stored: a cut stream panics
 	// out of ServeHTTP above, an errored one has its Error set.
@@ -520,6 +520,11 @@ func (f *Forwarder) forward(rt *runtime, w *recorder, r *http.Request, name stri
 			f.log.Warn("response not cached", "upstream", up.cfg.Name, "err", err)
 		}
 	}
+	// What the next request may see is settled (its place in
+	// max_concurrent, the tokens paced, the cached answer); then the
+	// client has its answer, before the request log and the usage book.
+	release()
+	w.send()
 }
 
 func bodyError(ctx context.Context, err error) *apiError {
@@ -713,13 +718,14 @@ func (w *recorder) Flush() {
 
 func (w *recorder) Unwrap() http.ResponseWriter { return w.ResponseWriter }
 
-// send hands what the handler wrote to the client now, instead of when the
-// handler returns: the request log, the usage book, the cache and the
-// limits are kept after the client has its answer, not before. With
-// nothing written yet it does nothing, so that the server still answers
-// as it would (a plain 200 with Content-Length 0).
+// send hands an answer of known length to the client now, instead of
+// when the handler returns: the request log and the usage book are kept
+// after the client has its answer, not before. An answer without
+// Content-Length (Gatehouse's own errors and pages, which net/http
+// measures when the handler returns) is left as it is: flushed early it
+// would go chunked, and its end would still wait for the handler.
 func (w *recorder) send() {
-	if w.status != 0 {
+	if w.status != 0 && w.Header().Get("Content-Length") != "" {
 		w.Flush()
 	}
 }

@@ -18,6 +18,6 @@ if [ "$status" -ne 0 ]; then
   sed -n '/^panic: test timed out/,/^$/p' "$log"
   # testify's messages (Error Trace, Error, Messages) and t.Fatal's lines
   # come before the --- FAIL line of their test.
-  grep -E '^\s*(--- FAIL|Error Trace:|Error:|Test:|Messages:)|^\s+[a-z_]+_test\.go:[0-9]+:|^(FAIL|ok)\s' "$log" | cut -c1-400 | tail -n 150
+  grep -E '^\s*(--- FAIL|Error Trace:|Error:|Test:|Messages:)|^\s+[A-Za-z0-9_]+_test\.go:[0-9]+:|^(FAIL|ok)\s' "$log" | cut -c1-400 | tail -n 150
 fi
 exit "$status"
