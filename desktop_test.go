@@ -455,10 +455,12 @@ func TestTrayOverDBus(t *testing.T) {
 	want := []string{"Forwarding on " + listen, "---", "Open Gatehouse", "Copy base URL", "Pause forwarding", "---",
 		"Pool work", "Pool spare", "Direct connection (bypass proxies)", "---", "Quit"} // exactly one Quit, ours
 	// Read until the whole menu is there: a read during a rebuild sees part.
-	m := host.waitMenu(t, "both pools checked, the whole menu", func(m trayItem) bool {
-		_, liveUp := m.find("✓ " + live.URL)
-		_, deadDown := m.find("✗ " + dead)
+	// Both members of work checked, in work's own submenu: spare holds the
+	// live proxy too, and may show it checked first.
+	m := host.waitMenu(t, "work's members checked, the whole menu", func(m trayItem) bool {
 		work, _ := m.find("Pool work")
+		_, liveUp := work.find("✓ " + live.URL)
+		_, deadDown := work.find("✗ " + dead)
 		return liveUp && deadDown && slices.Equal(m.labels(), want) && len(work.children) == 6
 	})
 	work, _ := m.find("Pool work")
