@@ -543,3 +543,14 @@ func TestAStuckQuitEndsTheProcess(t *testing.T) {
 	assert.Contains(t, out.String(), "gatehouse.TestAStuckQuitEndsTheProcess(", "this goroutine's stack")
 	assert.Contains(t, out.String(), "goroutine 1 [", "and every other one")
 }
+
+// TestAfterQuitsWorkTheProcessEnds: once Quit's own work has ended, a
+// window system that does not finish closing does not keep the process.
+func TestAfterQuitsWorkTheProcessEnds(t *testing.T) {
+	var out bytes.Buffer
+	c := &cli{log: slog.New(slog.NewTextHandler(&out, nil)), stderr: &out}
+	code := make(chan int, 1)
+	c.exitAfter(time.Millisecond, func(c int) { code <- c })
+	assert.Equal(t, 0, <-code, "nothing of Gatehouse's was left undone")
+	assert.Contains(t, out.String(), `msg="the window system did not finish closing; exiting" after=1ms`)
+}

@@ -75,6 +75,7 @@ func (c *cli) runDefault(hidden bool) error {
 			in.Close()
 			go c.exitIfStuck(app.ShutdownGrace+quitSlack, os.Exit)
 		},
+		Finished:   func() { c.exitAfter(windowSlack, os.Exit) },
 		Log:        c.log,
 		Store:      c.store,
 		Executable: exe,
@@ -86,6 +87,20 @@ func (c *cli) runDefault(hidden bool) error {
 // quitSlack is how long quitting may take beyond the open requests' grace
 // before the process ends anyway.
 const quitSlack = 15 * time.Second
+
+// windowSlack is how long the window system may take to close after
+// Gatehouse's own work has ended on Quit.
+const windowSlack = 3 * time.Second
+
+// exitAfter ends the process with status 0 when it is still running d
+// after Quit's work has ended: nothing of Gatehouse's is left to do, and
+// only Fyne's loop, which can hang at exit (app.Options.Finished), keeps
+// it. Normally Run has returned and the process has ended before.
+func (c *cli) exitAfter(d time.Duration, exit func(int)) {
+	time.Sleep(d)
+	c.log.Warn("the window system did not finish closing; exiting", "after", d)
+	exit(0)
+}
 
 // exitIfStuck ends the process (through exit) when quitting has not
 // finished after d: a window system or tray library stuck at exit must not

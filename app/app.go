@@ -37,6 +37,15 @@ type Options struct {
 	// Quitting, if set, is called once when Quit begins, before open
 	// requests are let finish: a new start may then become the instance.
 	Quitting func()
+	// Finished, if set, is called once, on its own goroutine, when Quit
+	// began and Gatehouse's own work has ended (open requests let finish,
+	// the forwarder stopped). Run returns once Fyne's loop has ended too,
+	// which Fyne 2.8.1 sometimes never does after SIGINT or SIGTERM: its
+	// own signal handler quits the loop, and an event then waits for a
+	// loop that is gone (seen under make screenshot: Run stuck in
+	// Lifecycle.WaitForEvents for 16 minutes). So main ends the process
+	// soon after Finished.
+	Finished func()
 	Log      *slog.Logger
 	// Store is the keychain the window's setup writes keys to.
 	Store keystore.Store
@@ -62,12 +71,16 @@ func Run(a fyne.App, o Options) error {
 	b := newBackend(o)
 	ctx, cancel := context.WithCancel(context.Background())
 	u := newUI(a, b)
+	var wg sync.WaitGroup
 	var quitting sync.Once
 	stopping := func() {
 		quitting.Do(func() {
 			cancel() // no more widget updates from here on
 			if o.Quitting != nil {
 				o.Quitting()
+			}
+			if o.Finished != nil {
+				go func() { wg.Wait(); o.Finished() }()
 			}
 		})
 	}
@@ -80,7 +93,6 @@ func Run(a fyne.App, o Options) error {
 	// Run (seen here once in a few dozen quits). A signal ends Run too, and
 	// stopping follows it below.
 
-	var wg sync.WaitGroup
 	wg.Go(func() { b.run(ctx) })
 	wg.Go(func() { u.loop(ctx) })
 	wg.Go(func() { u.requests.run(ctx) })
@@ -92,7 +104,12 @@ func Run(a fyne.App, o Options) error {
 			case <-o.Show:
 				fyne.Do(u.showWindow)
 			case <-o.Stop:
-				fyne.Do(u.quit) // queued until Fyne's loop runs, if it does not yet
+				// Stopping begins here, not on Fyne's thread: Fyne's own
+				// signal handler may end its loop before a queued
+				// function runs. Its Quit is queued until the loop runs,
+				// if it does not yet.
+				stopping()
+				fyne.Do(a.Quit)
 				return
 			}
 		}

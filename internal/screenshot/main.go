@@ -20,6 +20,8 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync"
+	"syscall"
 	"time"
 
 	"github.com/gatehouse-app/gatehouse/internal/mockllm"
@@ -145,8 +147,7 @@ interval = "1h"
 		name := filepath.Join(*out, fmt.Sprintf("upstream-form-%s-1280x800.png", l.name))
 		run(env, "import", "-window", win, name)
 		fmt.Println(name)
-		_ = cmd.Process.Signal(os.Interrupt)
-		_ = cmd.Wait()
+		quit(cmd)
 
 		// A first start: no upstream yet, so the guided setup (on a free
 		// port rather than the default one, which may be taken here).
@@ -167,8 +168,7 @@ interval = "1h"
 			run(cmd.Env, "import", "-window", win, name)
 			fmt.Println(name)
 		}
-		_ = cmd.Process.Signal(os.Interrupt)
-		_ = cmd.Wait()
+		quit(cmd)
 	}
 }
 
@@ -203,18 +203,53 @@ func window(env []string) string {
 	return ""
 }
 
+// appOutput keeps what the running gatehouse writes after waitFor, for
+// when it does not quit.
+var appOutput struct {
+	sync.Mutex
+	lines []string
+}
+
 func waitFor(r interface{ Read([]byte) (int, error) }, text string) {
 	sc := bufio.NewScanner(r)
 	for sc.Scan() {
 		if strings.Contains(sc.Text(), text) {
+			appOutput.Lock()
+			appOutput.lines = nil
+			appOutput.Unlock()
 			go func() {
 				for sc.Scan() {
+					appOutput.Lock()
+					appOutput.lines = append(appOutput.lines, sc.Text())
+					appOutput.Unlock()
 				}
 			}()
 			return
 		}
 	}
 	log.Fatalf("gatehouse ended before saying %q", text)
+}
+
+// quit sends SIGINT, as a session ending does, and waits for gatehouse to
+// end. One still running a minute later is a bug: its goroutines
+// (SIGQUIT) are printed and the run fails, rather than hanging.
+func quit(cmd *exec.Cmd) {
+	_ = cmd.Process.Signal(os.Interrupt)
+	done := make(chan struct{})
+	go func() { _ = cmd.Wait(); close(done) }()
+	select {
+	case <-done:
+		return
+	case <-time.After(time.Minute):
+	}
+	_ = cmd.Process.Signal(syscall.SIGQUIT)
+	select {
+	case <-done:
+	case <-time.After(5 * time.Second):
+	}
+	appOutput.Lock()
+	defer appOutput.Unlock()
+	log.Fatalf("gatehouse did not quit within a minute of SIGINT; what it wrote:\n%s", strings.Join(appOutput.lines, "\n"))
 }
 
 func run(env []string, name string, args ...string) {
