@@ -204,20 +204,23 @@ func window(env []string) string {
 }
 
 // appOutput keeps what the running gatehouse writes after waitFor, for
-// when it does not quit.
+// when it does not quit well; eof closes when its stderr ends.
 var appOutput struct {
 	sync.Mutex
 	lines []string
+	eof   chan struct{}
 }
 
 func waitFor(r interface{ Read([]byte) (int, error) }, text string) {
 	sc := bufio.NewScanner(r)
 	for sc.Scan() {
 		if strings.Contains(sc.Text(), text) {
+			eof := make(chan struct{})
 			appOutput.Lock()
-			appOutput.lines = nil
+			appOutput.lines, appOutput.eof = nil, eof
 			appOutput.Unlock()
 			go func() {
+				defer close(eof)
 				for sc.Scan() {
 					appOutput.Lock()
 					appOutput.lines = append(appOutput.lines, sc.Text())
@@ -231,25 +234,33 @@ func waitFor(r interface{ Read([]byte) (int, error) }, text string) {
 }
 
 // quit sends SIGINT, as a session ending does, and waits for gatehouse to
-// end. One still running a minute later is a bug: its goroutines
-// (SIGQUIT) are printed and the run fails, rather than hanging.
+// end with status 0. One still running a minute later is a bug: its
+// goroutines (SIGQUIT) are printed and the run fails, rather than hanging;
+// so does one that ends otherwise (status 2: its shutdown was stuck).
 func quit(cmd *exec.Cmd) {
 	_ = cmd.Process.Signal(os.Interrupt)
-	done := make(chan struct{})
-	go func() { _ = cmd.Wait(); close(done) }()
+	appOutput.Lock()
+	eof := appOutput.eof
+	appOutput.Unlock()
 	select {
-	case <-done:
-		return
+	case <-eof: // its stderr ended with it; Wait may close the pipe now
 	case <-time.After(time.Minute):
+		_ = cmd.Process.Signal(syscall.SIGQUIT)
+		select {
+		case <-eof:
+		case <-time.After(5 * time.Second):
+		}
+		fail("gatehouse did not quit within a minute of SIGINT")
 	}
-	_ = cmd.Process.Signal(syscall.SIGQUIT)
-	select {
-	case <-done:
-	case <-time.After(5 * time.Second):
+	if err := cmd.Wait(); err != nil {
+		fail(fmt.Sprintf("gatehouse did not quit cleanly: %v", err))
 	}
+}
+
+func fail(msg string) {
 	appOutput.Lock()
 	defer appOutput.Unlock()
-	log.Fatalf("gatehouse did not quit within a minute of SIGINT; what it wrote:\n%s", strings.Join(appOutput.lines, "\n"))
+	log.Fatalf("%s; what it wrote:\n%s", msg, strings.Join(appOutput.lines, "\n"))
 }
 
 func run(env []string, name string, args ...string) {
