@@ -599,43 +599,17 @@ func run(bin, out string, quick bool) error {
 	if quick {
 		n, phase, streams = 100, 500*time.Millisecond, 50
 	}
-	dir, err := os.MkdirTemp("", "gatehouse-bench-")
+	bn, err := newBench()
 	if err != nil {
 		return err
 	}
-	defer os.RemoveAll(dir)
-
-	mock, err := startMock(dir)
-	if err != nil {
-		return err
-	}
-	defer mock.stop()
-	floorBin, err := helper(dir, "benchfloor")
-	if err != nil {
-		return err
-	}
-	floor, err := start("floor", floorBin, mock.url, benchKey)
-	if err != nil {
-		return err
-	}
-	defer floor.stop()
-
-	tok, hash, err := proxy.NewToken()
-	if err != nil {
-		return err
-	}
-	socksA, socksB := testproxy.SOCKS5("", ""), testproxy.SOCKS5("", "")
-	defer socksA.Stop()
-	defer socksB.Stop()
-	realistic := func(via string) string { return benchConfig(hash, mock.url, via, socksA.URL, socksB.URL) }
-	targets := []target{
-		{name: "direct to the mock", url: mock.url},
-		{name: "floor: bare ReverseProxy", url: floor.url, server: floor},
-	}
+	defer bn.stop()
+	dir, tok := bn.dir, bn.token
+	targets := bn.targets()
 	paths := []struct{ name, process, via, display string }{
 		{"gatehouse serve", "gatehouse", "direct", ""},
 		{"gatehouse, pool of 2 SOCKS5", "gatehouse-pool", "pool:bench", ""},
-		{"gatehouse, one SOCKS5 hop", "gatehouse-socks5", socksA.URL, ""},
+		{"gatehouse, one SOCKS5 hop", "gatehouse-socks5", bn.socksA.URL, ""},
 	}
 	// The desktop app, window open, under Xvfb when it is installed: it
 	// must forward as fast as serve.
@@ -648,7 +622,7 @@ func run(bin, out string, quick bool) error {
 		fmt.Fprintf(os.Stderr, "not measuring the desktop app: %v\n", err)
 	}
 	for _, g := range paths {
-		p, err := startGatehouse(bin, g.process, dir, realistic(g.via), g.display)
+		p, err := startGatehouse(bin, g.process, dir, bn.config(g.via), g.display)
 		if err != nil {
 			return err
 		}
@@ -735,8 +709,69 @@ func showRequests(display string) {
 	}
 }
 
-// benchConfig is gatehouse's config in the bench: three upstreams on the
-// mock, reached through via, and a pool of two SOCKS5 proxies.
+// bench is what every measurement runs against: the mock, the floor, an
+// access token and two SOCKS5 proxies for the pool, in a folder of its own.
+type bench struct {
+	dir            string
+	mock, floor    *process
+	token, hash    string
+	socksA, socksB *testproxy.Proxy
+}
+
+func newBench() (b *bench, err error) {
+	b = &bench{}
+	defer func() {
+		if err != nil {
+			b.stop()
+		}
+	}()
+	if b.dir, err = os.MkdirTemp("", "gatehouse-bench-"); err != nil {
+		return b, err
+	}
+	if b.mock, err = startMock(b.dir); err != nil {
+		return b, err
+	}
+	floorBin, err := helper(b.dir, "benchfloor")
+	if err != nil {
+		return b, err
+	}
+	if b.floor, err = start("floor", floorBin, b.mock.url, benchKey); err != nil {
+		return b, err
+	}
+	if b.token, b.hash, err = proxy.NewToken(); err != nil {
+		return b, err
+	}
+	b.socksA, b.socksB = testproxy.SOCKS5("", ""), testproxy.SOCKS5("", "")
+	return b, nil
+}
+
+func (b *bench) stop() {
+	for _, s := range []*testproxy.Proxy{b.socksA, b.socksB} {
+		if s != nil {
+			s.Stop()
+		}
+	}
+	b.floor.stop()
+	b.mock.stop()
+	if b.dir != "" {
+		os.RemoveAll(b.dir)
+	}
+}
+
+// targets are the two paths every gatehouse is measured against.
+func (b *bench) targets() []target {
+	return []target{
+		{name: "direct to the mock", url: b.mock.url},
+		{name: "floor: bare ReverseProxy", url: b.floor.url, server: b.floor},
+	}
+}
+
+// config is gatehouse's config in the bench: three upstreams on the mock,
+// reached through via, and a pool of the two SOCKS5 proxies.
+func (b *bench) config(via string) string {
+	return benchConfig(b.hash, b.mock.url, via, b.socksA.URL, b.socksB.URL)
+}
+
 func benchConfig(hash, mockURL, via, socksA, socksB string) string {
 	return fmt.Sprintf(`
 [[tokens]]

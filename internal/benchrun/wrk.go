@@ -10,9 +10,6 @@ import (
 	"strconv"
 	"strings"
 	"time"
-
-	"github.com/gatehouse-app/gatehouse/internal/testproxy"
-	"github.com/gatehouse-app/gatehouse/proxy"
 )
 
 // The outside measurement: wrk, one connection, against the mock directly,
@@ -92,46 +89,23 @@ func wrkRounds(dir string, direct, floor, serve target, rounds int, d time.Durat
 // measures (the mock, the floor and gatehouse serve): for trying a change
 // to the request path (make bench-wrk).
 func wrkAlone(bin string, rounds int) error {
-	dir, err := os.MkdirTemp("", "gatehouse-bench-")
+	bn, err := newBench()
 	if err != nil {
 		return err
 	}
-	defer os.RemoveAll(dir)
-	mock, err := startMock(dir)
-	if err != nil {
-		return err
-	}
-	defer mock.stop()
-	floorBin, err := helper(dir, "benchfloor")
-	if err != nil {
-		return err
-	}
-	floor, err := start("floor", floorBin, mock.url, benchKey)
-	if err != nil {
-		return err
-	}
-	defer floor.stop()
-	tok, hash, err := proxy.NewToken()
-	if err != nil {
-		return err
-	}
-	socksA, socksB := testproxy.SOCKS5("", ""), testproxy.SOCKS5("", "")
-	defer socksA.Stop()
-	defer socksB.Stop()
-	g, err := startGatehouse(bin, "gatehouse", dir, benchConfig(hash, mock.url, "direct", socksA.URL, socksB.URL), "")
+	defer bn.stop()
+	g, err := startGatehouse(bin, "gatehouse", bn.dir, bn.config("direct"), "")
 	if err != nil {
 		return err
 	}
 	defer g.stop()
-	direct := target{name: "direct to the mock", url: mock.url}
-	floorT := target{name: "floor: bare ReverseProxy", url: floor.url, server: floor}
-	serve := target{name: "gatehouse serve", url: g.url, token: tok, server: g}
-	for _, t := range []target{direct, floorT, serve} {
+	paths := append(bn.targets(), target{name: "gatehouse serve", url: g.url, token: bn.token, server: g})
+	for _, t := range paths {
 		if _, err := once(t); err != nil {
 			return fmt.Errorf("%s: %w", t.name, err)
 		}
 	}
-	res, err := wrkRounds(dir, direct, floorT, serve, rounds, wrkRoundTime)
+	res, err := wrkRounds(bn.dir, paths[0], paths[1], paths[2], rounds, wrkRoundTime)
 	if err != nil {
 		return err
 	}
