@@ -147,11 +147,7 @@ func TestRetriesAndKeyStates(t *testing.T) {
 			cfg.Upstreams = append([]Upstream{up}, cfg.Upstreams...)
 			cfg.Upstreams[0].RetryBackoffCap = "1ms" // keep the test fast; backoff itself is tested below
 			cfg.applyDefaults()
-			h := &harness{reqlog: NewRequestLog(0), logs: &syncBuffer{}}
-			h.fwd = NewForwarder(creds, h.reqlog, nil)
-			require.NoError(t, h.fwd.Apply(cfg, ""))
-			h.srv = httptest.NewServer(h.fwd)
-			defer h.srv.Close()
+			h := keyedHarness(t, cfg, creds)
 
 			res, out := h.do(t, http.MethodPost, "/v1/chat/completions", `{"model":"m"}`, nil)
 			assert.Equal(t, tc.status, res.StatusCode, out)

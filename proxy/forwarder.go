@@ -470,8 +470,12 @@ func (f *Forwarder) forward(rt *runtime, w *recorder, r *http.Request, name stri
 		fail(e)
 		return
 	}
-	release = sync.OnceFunc(release) // released before the answer is sent, below
-	defer release()
+	released := false // before the answer is sent, below; else on the way out
+	defer func() {
+		if !released {
+			release()
+		}
+	}()
 	ctx, cancel := context.WithCancelCause(r.Context())
 	defer cancel(nil)
 	st := &forwardState{rt: rt, up: up, rest: rest, query: r.URL.RawQuery, rec: rec, cancel: cancel}
@@ -524,6 +528,7 @@ func (f *Forwarder) forward(rt *runtime, w *recorder, r *http.Request, name stri
 	// max_concurrent, the tokens paced, the cached answer); then the
 	// client has its answer, before the request log and the usage book.
 	release()
+	released = true
 	w.send()
 }
 

@@ -73,6 +73,17 @@ func newHarness(t *testing.T, cfg *Config) *harness {
 	return h
 }
 
+// keyedHarness serves cfg (defaults applied) with creds' keys and no log.
+func keyedHarness(t *testing.T, cfg *Config, creds Credentials) *harness {
+	t.Helper()
+	h := &harness{reqlog: NewRequestLog(0), logs: &syncBuffer{}}
+	h.fwd = NewForwarder(creds, h.reqlog, nil)
+	require.NoError(t, h.fwd.Apply(cfg, ""))
+	h.srv = httptest.NewServer(h.fwd)
+	t.Cleanup(h.srv.Close)
+	return h
+}
+
 func (h *harness) url(path string) string { return h.srv.URL + path }
 
 // do sends a request and returns the response with its body read.

@@ -173,11 +173,7 @@ func TestPacingKeepsTheRoundRobin(t *testing.T) {
 	defer srv.Close()
 	cfg := &Config{Upstreams: []Upstream{{Name: "main", BaseURL: srv.URL + "/v1", Models: []string{"m"}, Keys: []string{"a", "b"}, RequestsPerMinute: 6000}}}
 	cfg.applyDefaults()
-	h := &harness{reqlog: NewRequestLog(0), logs: &syncBuffer{}}
-	h.fwd = NewForwarder(keyCreds{"main": keys("a", "b")}, h.reqlog, nil)
-	require.NoError(t, h.fwd.Apply(cfg, ""))
-	h.srv = httptest.NewServer(h.fwd)
-	defer h.srv.Close()
+	h := keyedHarness(t, cfg, keyCreds{"main": keys("a", "b")})
 	for range 4 {
 		res, _ := h.do(t, http.MethodPost, "/v1/chat/completions", `{"model":"m"}`, nil)
 		require.Equal(t, http.StatusOK, res.StatusCode)

@@ -118,11 +118,7 @@ func TestKeyStatesFollowStatedLimits(t *testing.T) {
 			defer up.Close()
 			cfg := &Config{Upstreams: []Upstream{{Name: "main", BaseURL: up.URL + "/v1", Models: []string{"m"}, Keys: []string{"a", "b"}}}}
 			cfg.applyDefaults()
-			h := &harness{reqlog: NewRequestLog(0), logs: &syncBuffer{}}
-			h.fwd = NewForwarder(keyCreds{"main": keys("a", "b")}, h.reqlog, nil)
-			require.NoError(t, h.fwd.Apply(cfg, ""))
-			h.srv = httptest.NewServer(h.fwd)
-			defer h.srv.Close()
+			h := keyedHarness(t, cfg, keyCreds{"main": keys("a", "b")})
 
 			res, out := h.do(t, http.MethodPost, "/v1/chat/completions", `{"model":"m"}`, nil)
 			require.Equal(t, http.StatusOK, res.StatusCode, out)
@@ -187,11 +183,7 @@ func TestAnOverloadedUpstreamBacksOffForItsFallback(t *testing.T) {
 		{Name: "backup", BaseURL: backup.URL + "/v1"},
 	}}
 	cfg.applyDefaults()
-	h := &harness{reqlog: NewRequestLog(0), logs: &syncBuffer{}}
-	h.fwd = NewForwarder(keyCreds{"main": keys("a", "b"), "backup": keys("fb")}, h.reqlog, nil)
-	require.NoError(t, h.fwd.Apply(cfg, ""))
-	h.srv = httptest.NewServer(h.fwd)
-	defer h.srv.Close()
+	h := keyedHarness(t, cfg, keyCreds{"main": keys("a", "b"), "backup": keys("fb")})
 
 	res, _ := h.do(t, http.MethodPost, "/v1/chat/completions", `{"model":"m"}`, nil)
 	require.Equal(t, http.StatusOK, res.StatusCode)
