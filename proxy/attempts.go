@@ -39,7 +39,7 @@ func (a attempts) RoundTrip(out *http.Request) (*http.Response, error) {
 	if maxAttempts <= 0 {
 		maxAttempts = DefaultMaxAttempts
 	}
-	backoffCap, _ := parseDuration(primary.RetryBackoffCap, DefaultRetryBackoffCap)
+	backoffCap := st.up.waits.backoffCap
 
 	// The candidates: the upstream's usable keys in strategy order, then
 	// each fallback's. They are tried in turn, and again from the start
@@ -153,7 +153,7 @@ func (a attempts) RoundTrip(out *http.Request) (*http.Response, error) {
 // only when it is complete, what is left of request_timeout. sent reports
 // whether any of the request was written, so that it is never sent again.
 func roundTrip(req *http.Request, st *forwardState, u *upstreamRT) (res *http.Response, sent bool, err error) {
-	wait, what := st.answerWait(u.cfg)
+	wait, what := st.answerWait(u)
 	ctx, cancel := context.WithCancelCause(req.Context())
 	var wrote atomic.Bool
 	ctx = httptrace.WithClientTrace(ctx, &httptrace.ClientTrace{
@@ -194,13 +194,11 @@ func (e *noAnswerError) Unwrap() error { return context.DeadlineExceeded }
 
 // answerWait is how long an attempt at u may wait for its answer to begin,
 // and the setting that says so.
-func (st *forwardState) answerWait(u *Upstream) (time.Duration, string) {
+func (st *forwardState) answerWait(u *upstreamRT) (time.Duration, string) {
 	if st.stream {
-		d, _ := parseDuration(u.FirstByteTimeout, DefaultFirstByteTimeout)
-		return d, "first_byte_timeout"
+		return u.waits.firstByte, "first_byte_timeout"
 	}
-	d, _ := parseDuration(u.RequestTimeout, DefaultRequestTimeout)
-	return d - time.Since(st.rec.Start), "request_timeout"
+	return u.waits.request - time.Since(st.rec.Start), "request_timeout"
 }
 
 func finish(last *http.Response, lastErr error) (*http.Response, error) {

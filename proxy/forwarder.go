@@ -170,6 +170,7 @@ func (f *Forwarder) Apply(cfg *Config, dir string) error {
 		u.gate = f.gates.get(uc)
 		u.pacer = f.pacers.get(uc)
 		u.cacheTTL, _ = parseDuration(uc.Cache, 0) // validated
+		u.waits = waitsOf(uc)
 		rt.upstreams = append(rt.upstreams, u)
 		rt.byName[uc.Name] = u
 	}
@@ -242,12 +243,12 @@ type forwardState struct {
 	keys          []Credential            // with pacing: the routed upstream's usable keys, the paced one first
 }
 
-// upstreamCfg is the config of the upstream that answered.
-func (st *forwardState) upstreamCfg() *Upstream {
+// answered is the upstream that answered.
+func (st *forwardState) answered() *upstreamRT {
 	if u := st.rt.byName[st.rec.Upstream]; u != nil {
-		return u.cfg
+		return u
 	}
-	return st.up.cfg
+	return st.up
 }
 
 func stateFrom(ctx context.Context) *forwardState {

@@ -36,6 +36,22 @@ type upstreamRT struct {
 	gate      *gate         // max_concurrent and its queue
 	pacer     *pacer        // requests_per_minute and tokens_per_minute; nil: none
 	cacheTTL  time.Duration // cache = "…": how long answers are kept; 0: no cache
+	waits     waits         // its duration settings, read once at Apply
+}
+
+// waits are an upstream's duration settings, read when the config is
+// applied rather than on every request (they were validated then).
+type waits struct {
+	firstByte, request, idle, backoffCap time.Duration
+}
+
+func waitsOf(uc *Upstream) waits {
+	var w waits
+	w.firstByte, _ = parseDuration(uc.FirstByteTimeout, DefaultFirstByteTimeout)
+	w.request, _ = parseDuration(uc.RequestTimeout, DefaultRequestTimeout)
+	w.idle, _ = parseDuration(uc.IdleTimeout, DefaultIdleTimeout)
+	w.backoffCap, _ = parseDuration(uc.RetryBackoffCap, DefaultRetryBackoffCap)
+	return w
 }
 
 func (u *upstreamRT) matches(model string) bool {

@@ -93,8 +93,8 @@ type watchedBody struct {
 	stream    bool
 	dropUsage bool // the usage chunk is ours, not the client's
 	idle      time.Duration
-	timer     *deadline // the idle timer of a stream
-	deadline  *deadline // request_timeout of a plain answer
+	idleLimit *deadline // a stream's idle_timeout
+	timeLimit *deadline // a plain answer's request_timeout
 
 	chunk    []byte // a pooled read buffer, for streams
 	buf      []byte // read from upstream, not yet a complete event
@@ -138,8 +138,8 @@ func (w *watchedBody) fill() {
 		w.chunk = copyBuffers.Get()
 	}
 	n, err := w.body.Read(w.chunk)
-	if n > 0 && w.timer != nil {
-		timeLimits.extend(w.timer, w.idle)
+	if n > 0 && w.idleLimit != nil {
+		timeLimits.extend(w.idleLimit, w.idle)
 	}
 	w.buf = append(w.buf, w.chunk[:n]...)
 	w.events()
@@ -322,7 +322,7 @@ func (w *watchedBody) ended() {
 }
 
 func (w *watchedBody) Close() error {
-	for _, dl := range []*deadline{w.timer, w.deadline} {
+	for _, dl := range []*deadline{w.idleLimit, w.timeLimit} {
 		if dl != nil {
 			timeLimits.stop(dl)
 		}
@@ -336,7 +336,7 @@ func (w *watchedBody) Close() error {
 
 // watch wraps an upstream's answer in a watchedBody with its timers.
 func watch(res *http.Response, st *forwardState) {
-	up := st.upstreamCfg()
+	up := st.answered().waits
 	w := &watchedBody{
 		body:      res.Body,
 		ctx:       res.Request.Context(),
@@ -346,11 +346,10 @@ func watch(res *http.Response, st *forwardState) {
 		dropUsage: st.injectedUsage,
 	}
 	if w.stream {
-		w.idle, _ = parseDuration(up.IdleTimeout, DefaultIdleTimeout)
-		w.timer = timeLimits.after(w.idle, func() { st.cancel(errStalled) })
+		w.idle = up.idle
+		w.idleLimit = timeLimits.after(w.idle, func() { st.cancel(errStalled) })
 	} else {
-		limit, _ := parseDuration(up.RequestTimeout, DefaultRequestTimeout)
-		w.deadline = timeLimits.after(limit-time.Since(st.rec.Start), func() { st.cancel(errTooLong) })
+		w.timeLimit = timeLimits.after(up.request-time.Since(st.rec.Start), func() { st.cancel(errTooLong) })
 	}
 	res.Body = w
 }
