@@ -170,10 +170,15 @@ func roundTrip(req *http.Request, st *forwardState, u *upstreamRT) (res *http.Re
 	}
 	if err != nil {
 		cancel(nil)
+		return nil, wrote.Load(), err
 	}
-	// On success ctx lives on with the answer's body; it ends with the
-	// request's own context.
-	return res, wrote.Load(), err
+	// ctx lives on with the answer's body, and ends with the request's own
+	// context; the answer's limits (watch) end it sooner. The answer
+	// returned to the reverse proxy is always the latest one an attempt
+	// got (an earlier one is closed before the next attempt), so this is
+	// its attempt's cancel.
+	st.cancel = cancel
+	return res, true, nil
 }
 
 // errNoAnswer cancels an attempt whose answer did not begin in time.
@@ -246,7 +251,9 @@ func attempt(out *http.Request, st *forwardState, u *upstreamRT, key Credential,
 			}
 		}
 	}
-	req.URL = u.target(st.rest, st.query)
+	if !first || u != st.up {
+		req.URL = u.target(st.rest, st.query) // the reverse proxy set st.up's
+	}
 	req.Host = ""
 	applyAuth(req, u.cfg, key, st.body)
 	st.rec.Upstream, st.rec.Credential, st.rec.Route = u.cfg.Name, key.Label, u.route

@@ -88,7 +88,7 @@ func BenchmarkExtractModel1MB(b *testing.B) {
 	b.SetBytes(int64(len(body)))
 	b.ReportAllocs()
 	for b.Loop() {
-		if m, err := extractModel("application/json", body); err != nil || m != "gpt-4o" {
+		if m, err := extractModel("application/json", body, scanJSON("application/json", body)); err != nil || m != "gpt-4o" {
 			b.Fatal(m, err)
 		}
 	}

@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"strings"
 	"unicode/utf8"
+	"unsafe"
 
 	"github.com/tidwall/gjson"
 )
@@ -43,19 +44,59 @@ var (
 	errModelNotAText = errors.New("model is not a string")
 )
 
+// jsonFields are the top-level fields of a JSON request body that the
+// forwarder reads. They are found in one pass over the body: a chat
+// request's messages can run to megabytes, and a lookup per field would
+// cross them once for each field (the model, then whether it streams,
+// then its stream options).
+type jsonFields struct {
+	model, stream gjson.Result // the first of each, as gjson.Get finds it
+	usageOption   bool         // a stream_options has include_usage
+}
+
+// scanJSON reads the jsonFields of body; a multipart body has none (it is
+// not scanned).
+func scanJSON(contentType string, body []byte) jsonFields {
+	var f jsonFields
+	if len(body) == 0 || isMultipart(contentType) {
+		return f
+	}
+	// Read in place: gjson.ParseBytes would first copy the whole body into
+	// a string. The results point into body, which is not changed while
+	// they are in use; what outlives the request (the model's name) is
+	// copied out by extractModel.
+	gjson.Parse(unsafe.String(unsafe.SliceData(body), len(body))).ForEach(func(k, v gjson.Result) bool {
+		switch {
+		case k.Str == "model" && !f.model.Exists():
+			f.model = v
+		case k.Str == "stream" && !f.stream.Exists():
+			f.stream = v
+		case k.Str == "stream_options" && !f.usageOption:
+			f.usageOption = v.Get("include_usage").Exists()
+		}
+		return true
+	})
+	return f
+}
+
+func isMultipart(contentType string) bool {
+	return len(contentType) >= 10 && strings.EqualFold(contentType[:10], "multipart/")
+}
+
 // extractModel reads the model a request asks for: the top-level "model"
-// field of a JSON body, or the "model" field of a multipart form (audio
-// transcriptions). It does not copy or decode the rest of the body.
-func extractModel(contentType string, body []byte) (string, error) {
+// field of a JSON body (fields, from scanJSON), or the "model" field of a
+// multipart form (audio transcriptions). It does not copy or decode the
+// rest of the body.
+func extractModel(contentType string, body []byte, fields jsonFields) (string, error) {
 	if len(body) == 0 {
 		return "", errNoModel
 	}
-	if len(contentType) >= 10 && strings.EqualFold(contentType[:10], "multipart/") {
+	if isMultipart(contentType) {
 		if mediaType, params, err := mime.ParseMediaType(contentType); err == nil && mediaType == "multipart/form-data" {
 			return multipartModel(body, params["boundary"])
 		}
 	}
-	res := gjson.GetBytes(body, "model")
+	res := fields.model
 	switch {
 	case !res.Exists():
 		return "", errNoModel
@@ -64,7 +105,7 @@ func extractModel(contentType string, body []byte) (string, error) {
 	case res.Str == "":
 		return "", errNoModel
 	}
-	return res.Str, nil
+	return strings.Clone(res.Str), nil
 }
 
 // maxModelName bounds a model name read from a form part.

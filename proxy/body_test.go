@@ -9,6 +9,7 @@ import (
 	"unicode/utf8"
 
 	"github.com/stretchr/testify/assert"
+	"github.com/tidwall/gjson"
 )
 
 func TestExtractModel(t *testing.T) {
@@ -32,7 +33,7 @@ func TestExtractModel(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			got, err := extractModel(tc.contentType, []byte(tc.body))
+			got, err := extractModel(tc.contentType, []byte(tc.body), scanJSON(tc.contentType, []byte(tc.body)))
 			assert.Equal(t, tc.want, got)
 			if tc.err == nil {
 				assert.NoError(t, err)
@@ -41,6 +42,21 @@ func TestExtractModel(t *testing.T) {
 			}
 		})
 	}
+}
+
+// TestScanJSON: the fields the forwarder reads, found in one pass as a
+// lookup per field found them (the first of each), and nothing read from a
+// multipart body.
+func TestScanJSON(t *testing.T) {
+	f := scanJSON("application/json", []byte(`{"messages":[{"model":"inner","stream":true}],"stream":true,"model":"m","stream":false,"stream_options":{"include_usage":false},"stream_options":{}}`))
+	assert.Equal(t, "m", f.model.Str)
+	assert.True(t, f.stream.Bool(), "the first stream counts")
+	assert.True(t, f.usageOption)
+	f = scanJSON("application/json", []byte(`{"model":"m","stream_options":{"x":1},"stream_options":{"include_usage":true}}`))
+	assert.False(t, f.stream.Exists())
+	assert.True(t, f.usageOption, "any stream_options, as gjson.Get looks on")
+	f = scanJSON("multipart/form-data; boundary=b", []byte(`{"model":"m","stream":true}`))
+	assert.False(t, f.model.Exists() || f.stream.Exists())
 }
 
 // FuzzExtractModel checks that model extraction never panics and, on valid
@@ -55,13 +71,25 @@ func FuzzExtractModel(f *testing.F) {
 		`{"model":`,
 		`[]`,
 		`{"a":{"model":"x"},"b":[1,2,{"c":"}"}]}`,
+		`{"stream":true,"model":"m","stream":false,"stream_options":{"include_usage":false},"stream_options":{}}`,
+		`{"stream_options":{"x":1},"stream_options":{"include_usage":true}}`,
 	} {
 		f.Add(seed)
 	}
 	f.Fuzz(func(t *testing.T, body string) {
-		got, err := extractModel("application/json", []byte(body))
+		fields := scanJSON("application/json", []byte(body))
+		got, err := extractModel("application/json", []byte(body), fields)
 		if !json.Valid([]byte(body)) || !utf8.ValidString(body) {
 			return
+		}
+		// The one pass finds what a lookup per field found.
+		for path, res := range map[string]gjson.Result{"model": fields.model, "stream": fields.stream} {
+			if want := gjson.Get(body, path); res.Raw != want.Raw {
+				t.Fatalf("body %q: %s is %q in one pass, %q by gjson.Get", body, path, res.Raw, want.Raw)
+			}
+		}
+		if want := gjson.Get(body, "stream_options.include_usage").Exists(); fields.usageOption != want {
+			t.Fatalf("body %q: include_usage %v in one pass, %v by gjson.Get", body, fields.usageOption, want)
 		}
 		want, ok := firstTopLevelModel(body)
 		if ok && want != "" {

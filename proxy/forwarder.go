@@ -236,7 +236,7 @@ type forwardState struct {
 	query         string
 	body          []byte
 	rec           *Record
-	cancel        context.CancelCauseFunc // ends the upstream request
+	cancel        context.CancelCauseFunc // ends the attempt whose answer goes to the client
 	injectedUsage bool                    // stream_options.include_usage is ours
 	stream        bool                    // the client asked for a stream
 	pace          *pace                   // the key local pacing chose, or nil
@@ -410,6 +410,8 @@ func (f *Forwarder) forward(rt *runtime, w *recorder, r *http.Request, name stri
 		return
 	}
 
+	contentType := r.Header.Get("Content-Type")
+	fields := scanJSON(contentType, body)
 	var up *upstreamRT
 	if name != "" {
 		if up = rt.byName[name]; up == nil {
@@ -418,7 +420,7 @@ func (f *Forwarder) forward(rt *runtime, w *recorder, r *http.Request, name stri
 			return
 		}
 	} else {
-		model, err := extractModel(r.Header.Get("Content-Type"), body)
+		model, err := extractModel(contentType, body, fields)
 		if err != nil && r.Method == http.MethodGet && strings.HasPrefix(rest, "models/") {
 			model, err = strings.TrimPrefix(rest, "models/"), nil // retrieve one model
 		}
@@ -477,9 +479,7 @@ func (f *Forwarder) forward(rt *runtime, w *recorder, r *http.Request, name stri
 			release()
 		}
 	}()
-	ctx, cancel := context.WithCancelCause(r.Context())
-	defer cancel(nil)
-	st := &forwardState{rt: rt, up: up, rest: rest, query: r.URL.RawQuery, rec: rec, cancel: cancel}
+	st := &forwardState{rt: rt, up: up, rest: rest, query: r.URL.RawQuery, rec: rec}
 	if up.pacer != nil {
 		// The keys are listed once, here, and the attempts use the same
 		// list (listing turns the round-robin); without a usable key the
@@ -501,8 +501,8 @@ func (f *Forwarder) forward(rt *runtime, w *recorder, r *http.Request, name stri
 			st.keys = keys
 		}
 	}
-	st.stream = isStreamRequest(rest, r.URL.RawQuery, body)
-	st.body, st.injectedUsage = askForUsage(up.cfg, rest, body, st.stream)
+	st.stream = isStreamRequest(rest, r.URL.RawQuery, fields)
+	st.body, st.injectedUsage = askForUsage(up.cfg, rest, body, fields)
 	body = st.body
 
 	r.Header.Del("Transfer-Encoding")
@@ -513,7 +513,7 @@ func (f *Forwarder) forward(rt *runtime, w *recorder, r *http.Request, name stri
 		r.Body = io.NopCloser(bytes.NewReader(body))
 		r.GetBody = func() (io.ReadCloser, error) { return io.NopCloser(bytes.NewReader(body)), nil }
 	}
-	f.rp.ServeHTTP(w, r.WithContext(context.WithValue(ctx, ctxKey{}, st)))
+	f.rp.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), ctxKey{}, st)))
 	st.pace.used(rec.PromptTokens + rec.CompletionTokens)
 	// Only a 200 that completed normally is stored: a cut stream panics
 	// out of ServeHTTP above, an errored one has its Error set.

@@ -345,22 +345,22 @@ func watch(res *http.Response, st *forwardState) {
 		stream:    strings.HasPrefix(res.Header.Get("Content-Type"), "text/event-stream"),
 		dropUsage: st.injectedUsage,
 	}
+	cancel := st.cancel // the attempt's, whose context the body reads under
 	if w.stream {
 		w.idle = up.idle
-		w.idleLimit = timeLimits.after(w.idle, func() { st.cancel(errStalled) })
+		w.idleLimit = timeLimits.after(w.idle, func() { cancel(errStalled) })
 	} else {
-		w.timeLimit = timeLimits.after(up.request-time.Since(st.rec.Start), func() { st.cancel(errTooLong) })
+		w.timeLimit = timeLimits.after(up.request-time.Since(st.rec.Start), func() { cancel(errTooLong) })
 	}
 	res.Body = w
 }
 
 // askForUsage adds stream_options.include_usage to an OpenAI-style chat
 // stream request that does not ask for usage itself, unless the upstream
-// says include_usage = false. stream is what isStreamRequest said. It
-// returns the body to send and whether it changed it.
-func askForUsage(up *Upstream, rest string, body []byte, stream bool) ([]byte, bool) {
-	if !stream || up.IncludeUsage != nil && !*up.IncludeUsage || kindOf(rest) != kindChat ||
-		!gjson.GetBytes(body, "stream").Bool() || gjson.GetBytes(body, "stream_options.include_usage").Exists() {
+// says include_usage = false. It returns the body to send and whether it
+// changed it.
+func askForUsage(up *Upstream, rest string, body []byte, fields jsonFields) ([]byte, bool) {
+	if !fields.stream.Bool() || fields.usageOption || up.IncludeUsage != nil && !*up.IncludeUsage || kindOf(rest) != kindChat {
 		return body, false
 	}
 	out, err := sjson.SetBytes(body, "stream_options.include_usage", true)
@@ -373,7 +373,7 @@ func askForUsage(up *Upstream, rest string, body []byte, stream bool) ([]byte, b
 // isStreamRequest says whether a request asks for a streamed answer:
 // "stream": true in its JSON body (OpenAI, Anthropic), or Gemini's
 // streamGenerateContent or alt=sse.
-func isStreamRequest(rest, rawQuery string, body []byte) bool {
-	return gjson.GetBytes(body, "stream").Bool() || strings.Contains(rest, "streamGenerateContent") ||
+func isStreamRequest(rest, rawQuery string, fields jsonFields) bool {
+	return fields.stream.Bool() || strings.Contains(rest, "streamGenerateContent") ||
 		strings.Contains(rawQuery, "alt=sse")
 }
