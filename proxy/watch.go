@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"strings"
 	"time"
+	"unsafe"
 
 	"github.com/tidwall/gjson"
 	"github.com/tidwall/sjson"
@@ -298,13 +299,27 @@ func (w *watchedBody) usageObject(u gjson.Result) {
 	})
 }
 
+var usageKey = []byte(`"usage"`)
+
 // ended checks a finished answer.
 func (w *watchedBody) ended() {
 	if !w.stream {
-		// The usage object near the end of a plain answer.
-		if i := bytes.LastIndex(w.tail, []byte(`"usage"`)); i >= 0 {
-			if j := bytes.IndexByte(w.tail[i:], '{'); j >= 0 {
-				w.usageObject(gjson.ParseBytes(w.tail[i+j:]))
+		// The usage object near the end of a plain answer: the last
+		// "usage" (found forwards, which is vectorised, where LastIndex
+		// hashes every byte), read in place.
+		last := -1
+		for from := 0; ; {
+			i := bytes.Index(w.tail[from:], usageKey)
+			if i < 0 {
+				break
+			}
+			last = from + i
+			from = last + len(usageKey)
+		}
+		if last >= 0 {
+			if j := bytes.IndexByte(w.tail[last:], '{'); j >= 0 {
+				obj := w.tail[last+j:]
+				w.usageObject(gjson.Parse(unsafe.String(unsafe.SliceData(obj), len(obj))))
 			}
 		}
 		return

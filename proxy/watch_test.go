@@ -118,6 +118,8 @@ func TestUsageOfPlainAnswers(t *testing.T) {
 		"/v1/chat/completions": `{"choices":[],"usage":{"prompt_tokens":12,"completion_tokens":34}}`,
 		"/v1/messages":         `{"content":[],"usage":{"input_tokens":12,"output_tokens":34}}`,
 		"/v1/responses":        `{"output":[],"usage":{"input_tokens":12,"output_tokens":34}}`,
+		"/v1/completions": `{"choices":[{"text":"usage","logprobs":{"tokens":["usage"],"usage":{"prompt_tokens":1}}}],` +
+			`"usage":{"prompt_tokens":12,"completion_tokens":34}}`, // the last "usage" counts
 		"/u/up/chat/completions": `{"choices":[{"message":{"content":"` + strings.Repeat("long answer ", 20000) +
 			`"}}],"usage":{"prompt_tokens":12,"completion_tokens":34,"details":{"cached_tokens":0}}}`,
 	} {
