@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net/http"
 	"net/http/httptrace"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -79,6 +80,11 @@ func (a attempts) RoundTrip(out *http.Request) (*http.Response, error) {
 	if overloaded {
 		add(st.up)
 	}
+	// Whether a failed attempt's request went out decides whether another
+	// upstream may be tried; with one upstream among the candidates it
+	// decides nothing (one that could not be reached is not tried again),
+	// and the request is not traced for it.
+	several := slices.ContainsFunc(cands, func(c candidate) bool { return c.u != cands[0].u })
 	var last *http.Response
 	var unreachable map[*upstreamRT]bool // made on the first failure
 	pos := 0
@@ -113,7 +119,7 @@ func (a attempts) RoundTrip(out *http.Request) (*http.Response, error) {
 			return nil, err
 		}
 		a.f.keys.trying(c.u.cfg, c.key, time.Now())
-		res, sent, err := roundTrip(req, st, c.u)
+		res, sent, err := roundTrip(req, st, c.u, several)
 		rejected, lim := a.f.keys.observe(c.u.cfg, c.key, res, time.Now())
 		if lim.class != "" {
 			st.rec.Limit = lim.class
@@ -151,16 +157,22 @@ func (a attempts) RoundTrip(out *http.Request) (*http.Response, error) {
 // roundTrip sends one attempt and waits for the answer to begin: for a
 // stream, first_byte_timeout; for a plain answer, which sends its headers
 // only when it is complete, what is left of request_timeout. sent reports
-// whether any of the request was written, so that it is never sent again.
-func roundTrip(req *http.Request, st *forwardState, u *upstreamRT) (res *http.Response, sent bool, err error) {
+// whether any of the request was written, so that it is never sent again;
+// without track it is not watched for (a trace costs about 1.4 µs of each
+// request, composed by reflection with the reverse proxy's own), and an
+// error counts as sent.
+func roundTrip(req *http.Request, st *forwardState, u *upstreamRT, track bool) (*http.Response, bool, error) {
 	wait, what := st.answerWait(u)
 	ctx, cancel := context.WithCancelCause(req.Context())
-	var wrote atomic.Bool
-	ctx = httptrace.WithClientTrace(ctx, &httptrace.ClientTrace{
-		WroteRequest: func(httptrace.WroteRequestInfo) { wrote.Store(true) }, // with an error too: part may be out
-	})
+	var wrote *atomic.Bool // nil: not tracked
+	if track {
+		wrote = new(atomic.Bool)
+		ctx = httptrace.WithClientTrace(ctx, &httptrace.ClientTrace{
+			WroteRequest: func(httptrace.WroteRequestInfo) { wrote.Store(true) }, // with an error too: part may be out
+		})
+	}
 	limit := timeLimits.after(wait, func() { cancel(errNoAnswer) })
-	res, err = u.transport.RoundTrip(req.WithContext(ctx))
+	res, err := u.transport.RoundTrip(req.WithContext(ctx))
 	if !timeLimits.stop(limit) {
 		// The wait is over: whatever came back is cut off.
 		if res != nil {
@@ -170,7 +182,7 @@ func roundTrip(req *http.Request, st *forwardState, u *upstreamRT) (res *http.Re
 	}
 	if err != nil {
 		cancel(nil)
-		return nil, wrote.Load(), err
+		return nil, wrote == nil || wrote.Load(), err
 	}
 	// ctx lives on with the answer's body, and ends with the request's own
 	// context; the answer's limits (watch) end it sooner. The answer

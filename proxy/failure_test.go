@@ -339,6 +339,26 @@ func TestSentRequestIsNeverSentAgain(t *testing.T) {
 	assert.Zero(t, fallbackHits.Load(), "not sent to the fallback")
 }
 
+// TestAnUnreachablePrimaryGivesWayToItsFallback: nothing of the request
+// went out (the primary refused the connection), so the fallback gets it.
+// With one upstream, whether it went out is not watched (it would change
+// nothing); with a fallback it is, and this is the case it allows.
+func TestAnUnreachablePrimaryGivesWayToItsFallback(t *testing.T) {
+	closed := httptest.NewServer(http.NotFoundHandler())
+	closed.Close()
+	fallback := httptest.NewServer(&mockllm.Server{})
+	defer fallback.Close()
+	h := newHarness(t, &Config{Upstreams: []Upstream{
+		{Name: "primary", BaseURL: closed.URL + "/v1", Models: []string{"m"}, Auth: AuthNone, Fallback: []string{"backup"}},
+		{Name: "backup", BaseURL: fallback.URL + "/v1", Auth: AuthNone},
+	}})
+	res, out := h.do(t, http.MethodPost, "/v1/chat/completions", `{"model":"m","messages":[{"role":"user","content":"hi"}]}`, nil)
+	require.Equal(t, http.StatusOK, res.StatusCode, out)
+	rec := h.lastRecord(t, 1)
+	assert.Equal(t, "backup", rec.Upstream)
+	assert.Equal(t, 2, rec.Attempts)
+}
+
 // TestFirstByteTimeoutIsForStreams: a plain answer sends its headers only
 // when it is complete, so first_byte_timeout does not cut it; it is bounded
 // by request_timeout.
