@@ -67,17 +67,19 @@ const probeHold = 10 * time.Second
 // round-robin position.
 type keyStates struct {
 	mu    sync.Mutex
-	m     map[string]*keyState // upstream + "\x00" + label
+	m     map[keyID]*keyState
 	turns map[string]uint64
 }
 
-func keyID(upstream, label string) string { return upstream + "\x00" + label }
+// keyID names a key: its upstream and label (a struct, where a joined
+// string was built three times a request).
+type keyID struct{ upstream, label string }
 
 // lock takes the mutex and makes the maps on first use.
 func (ks *keyStates) lock() {
 	ks.mu.Lock()
 	if ks.m == nil {
-		ks.m, ks.turns = map[string]*keyState{}, map[string]uint64{}
+		ks.m, ks.turns = map[keyID]*keyState{}, map[string]uint64{}
 	}
 }
 
@@ -90,11 +92,11 @@ func (ks *keyStates) usable(up *Upstream, creds []Credential, now time.Time) ([]
 	out := make([]Credential, 0, len(creds))
 	var why []string
 	for _, c := range creds {
-		s := ks.m[keyID(up.Name, c.Label)]
+		s := ks.m[keyID{up.Name, c.Label}]
 		switch {
 		case s == nil || s.state == KeyOK:
 		case s.state == KeyRejected && s.secret != sha256.Sum256([]byte(c.Secret)):
-			delete(ks.m, keyID(up.Name, c.Label)) // the key was replaced
+			delete(ks.m, keyID{up.Name, c.Label}) // the key was replaced
 		case s.state == KeyRejected:
 			why = append(why, fmt.Sprintf("%s rejected (%s)", c.Label, s.reason))
 			continue
@@ -128,7 +130,7 @@ func (ks *keyStates) usable(up *Upstream, creds []Credential, now time.Time) ([]
 func (ks *keyStates) trying(up *Upstream, c Credential, now time.Time) {
 	ks.lock()
 	defer ks.mu.Unlock()
-	if s := ks.m[keyID(up.Name, c.Label)]; s != nil && (s.state == KeyCooling || s.state == KeyExhausted && !s.until.IsZero()) {
+	if s := ks.m[keyID{up.Name, c.Label}]; s != nil && (s.state == KeyCooling || s.state == KeyExhausted && !s.until.IsZero()) {
 		s.state, s.until = KeyCooling, now.Add(probeHold) // the reset has come: this request probes
 	}
 }
@@ -150,7 +152,7 @@ func (ks *keyStates) observe(up *Upstream, c Credential, res *http.Response, now
 	}
 	ks.lock()
 	defer ks.mu.Unlock()
-	id := keyID(up.Name, c.Label)
+	id := keyID{up.Name, c.Label}
 	s := ks.m[id]
 	switch {
 	case res == nil:
@@ -214,7 +216,7 @@ func (e errReader) Read([]byte) (int, error) {
 func (ks *keyStates) ok(up *Upstream, c Credential) bool {
 	ks.mu.Lock()
 	defer ks.mu.Unlock()
-	s := ks.m[keyID(up.Name, c.Label)]
+	s := ks.m[keyID{up.Name, c.Label}]
 	return s == nil || s.state == KeyOK
 }
 
@@ -222,7 +224,7 @@ func (ks *keyStates) ok(up *Upstream, c Credential) bool {
 func (ks *keyStates) enable(upstream, label string) {
 	ks.mu.Lock()
 	defer ks.mu.Unlock()
-	delete(ks.m, keyID(upstream, label))
+	delete(ks.m, keyID{upstream, label})
 }
 
 // status lists the states of the given upstreams' keys.
@@ -237,7 +239,7 @@ func (ks *keyStates) status(ups []*Upstream, now time.Time) []KeyStatus {
 		}
 		for _, label := range labels {
 			st := KeyStatus{Upstream: up.Name, Label: label, State: KeyOK}
-			if s := ks.m[keyID(up.Name, label)]; s != nil {
+			if s := ks.m[keyID{up.Name, label}]; s != nil {
 				st.State, st.Reason = s.state, s.reason
 				if (s.state == KeyCooling || s.state == KeyExhausted) && now.Before(s.until) {
 					st.Until = s.until
