@@ -54,18 +54,26 @@ type jsonFields struct {
 	usageOption   bool         // a stream_options has include_usage
 }
 
-// scanJSON reads the jsonFields of body; a multipart body has none (it is
-// not scanned).
+// scanJSON reads the jsonFields of body, as gjson.Get would find them: from
+// the first '{' (what comes before, a byte-order mark say, is skipped) to
+// the object's closing brace (what follows is not read). A multipart form
+// is not scanned: its model is a form field (extractModel), and a file
+// part can be large.
 func scanJSON(contentType string, body []byte) jsonFields {
 	var f jsonFields
-	if len(body) == 0 || isMultipart(contentType) {
+	i := bytes.IndexAny(body, "{[")
+	if i < 0 || body[i] != '{' || isFormData(contentType) {
 		return f
 	}
 	// Read in place: gjson.ParseBytes would first copy the whole body into
 	// a string. The results point into body, which is not changed while
 	// they are in use; what outlives the request (the model's name) is
 	// copied out by extractModel.
-	gjson.Parse(unsafe.String(unsafe.SliceData(body), len(body))).ForEach(func(k, v gjson.Result) bool {
+	obj := unsafe.String(&body[i], len(body)-i)
+	if first := strings.IndexAny(obj, "\"}"); first < 0 || obj[first] == '}' {
+		return f // an empty object
+	}
+	gjson.Parse(obj).ForEach(func(k, v gjson.Result) bool {
 		switch {
 		case k.Str == "model" && !f.model.Exists():
 			f.model = v
@@ -74,13 +82,28 @@ func scanJSON(contentType string, body []byte) jsonFields {
 		case k.Str == "stream_options" && !f.usageOption:
 			f.usageOption = v.Get("include_usage").Exists()
 		}
-		return true
+		// ForEach would go on past the closing brace to the next quote
+		// (and past an empty object's, above).
+		for j := v.Index + len(v.Raw); j < len(obj); j++ {
+			switch obj[j] {
+			case '"':
+				return true
+			case '}':
+				return false
+			}
+		}
+		return false
 	})
 	return f
 }
 
-func isMultipart(contentType string) bool {
-	return len(contentType) >= 10 && strings.EqualFold(contentType[:10], "multipart/")
+// isFormData says whether extractModel reads the body as a multipart form.
+func isFormData(contentType string) bool {
+	if len(contentType) < 10 || !strings.EqualFold(contentType[:10], "multipart/") {
+		return false
+	}
+	mediaType, _, err := mime.ParseMediaType(contentType)
+	return err == nil && mediaType == "multipart/form-data"
 }
 
 // extractModel reads the model a request asks for: the top-level "model"
@@ -91,10 +114,9 @@ func extractModel(contentType string, body []byte, fields jsonFields) (string, e
 	if len(body) == 0 {
 		return "", errNoModel
 	}
-	if isMultipart(contentType) {
-		if mediaType, params, err := mime.ParseMediaType(contentType); err == nil && mediaType == "multipart/form-data" {
-			return multipartModel(body, params["boundary"])
-		}
+	if isFormData(contentType) {
+		_, params, _ := mime.ParseMediaType(contentType)
+		return multipartModel(body, params["boundary"])
 	}
 	res := fields.model
 	switch {

@@ -113,6 +113,26 @@ func TestRoutingByModelFirstMatchWins(t *testing.T) {
 	}
 }
 
+// TestBodyWithAByteOrderMark: a JSON body saved by an editor that starts
+// files with a UTF-8 byte-order mark (PowerShell 5's Out-File, say) is
+// routed by its model, and its stream seen.
+func TestBodyWithAByteOrderMark(t *testing.T) {
+	events := []string{"data: {\"choices\":[{\"delta\":{\"content\":\"hi\"}}]}\n\n", "data: [DONE]\n\n"}
+	var sent string
+	up := httptest.NewServer(sseUpstream(events, false, &sent))
+	defer up.Close()
+	h := newHarness(t, &Config{Upstreams: []Upstream{
+		{Name: "a", BaseURL: up.URL + "/v1", Models: []string{"gpt-*"}, Auth: AuthNone},
+		{Name: "b", BaseURL: up.URL + "/v1", Models: []string{"claude-*"}, Auth: AuthNone},
+	}})
+	res, out := h.do(t, http.MethodPost, "/v1/chat/completions", "\ufeff{\"model\":\"gpt-4o\",\"stream\":true}", nil)
+	require.Equal(t, http.StatusOK, res.StatusCode, out)
+	rec := h.lastRecord(t, 1)
+	assert.Equal(t, "a", rec.Upstream)
+	assert.True(t, rec.Stream)
+	assert.Contains(t, sent, "include_usage", "asked for usage, as for any chat stream")
+}
+
 func TestForwarderErrors(t *testing.T) {
 	mock := &mockllm.Server{}
 	up := httptest.NewServer(mock)
