@@ -119,8 +119,11 @@ func (a attempts) RoundTrip(out *http.Request) (*http.Response, error) {
 			return nil, err
 		}
 		a.f.keys.trying(c.u.cfg, c.key, time.Now())
-		res, sent, err := roundTrip(req, st, c.u, several)
-		rejected, lim := a.f.keys.observe(c.u.cfg, c.key, res, time.Now())
+		var rejected bool
+		var lim limit
+		res, sent, err := roundTrip(req, st, c.u, several, func(res *http.Response) {
+			rejected, lim = a.f.keys.observe(c.u.cfg, c.key, res, time.Now())
+		})
 		if lim.class != "" {
 			st.rec.Limit = lim.class
 		}
@@ -156,13 +159,16 @@ func (a attempts) RoundTrip(out *http.Request) (*http.Response, error) {
 
 // roundTrip sends one attempt and waits for the answer to begin: for a
 // stream, first_byte_timeout; for a plain answer, which sends its headers
-// only when it is complete, what is left of request_timeout. sent reports
+// only when it is complete, what is left of request_timeout. observe reads
+// the answer (nil when there is none) within the same wait: it may read
+// the start of an error body, and one that stalls is cut off like an
+// answer that never began. sent reports
 // whether any of the request was written, so that it is never sent again;
 // without track it is not watched for (a trace costs about 1.4 µs of each
 // request, composed by reflection with the reverse proxy's own), and an
 // error counts as sent.
-func roundTrip(req *http.Request, st *forwardState, u *upstreamRT, track bool) (*http.Response, bool, error) {
-	wait, what := st.answerWait(u)
+func roundTrip(req *http.Request, st *forwardState, u *upstreamRT, track bool, observe func(*http.Response)) (*http.Response, bool, error) {
+	wait, setting, what := st.answerWait(u)
 	ctx, cancel := context.WithCancelCause(req.Context())
 	var wrote *atomic.Bool // nil: not tracked
 	if track {
@@ -173,12 +179,13 @@ func roundTrip(req *http.Request, st *forwardState, u *upstreamRT, track bool) (
 	}
 	limit := timeLimits.after(wait, func() { cancel(errNoAnswer) })
 	res, err := u.transport.RoundTrip(req.WithContext(ctx))
+	observe(res)
 	if !timeLimits.stop(limit) {
 		// The wait is over: whatever came back is cut off.
 		if res != nil {
 			res.Body.Close()
 		}
-		res, err = nil, &noAnswerError{setting: what, wait: wait}
+		res, err = nil, &noAnswerError{setting: what, wait: setting}
 	}
 	if err != nil {
 		cancel(nil)
@@ -210,12 +217,12 @@ func (e *noAnswerError) Timeout() bool { return true }
 func (e *noAnswerError) Unwrap() error { return context.DeadlineExceeded }
 
 // answerWait is how long an attempt at u may wait for its answer to begin,
-// and the setting that says so.
-func (st *forwardState) answerWait(u *upstreamRT) (time.Duration, string) {
+// the setting that says so, and the setting's name.
+func (st *forwardState) answerWait(u *upstreamRT) (wait, setting time.Duration, name string) {
 	if st.stream {
-		return u.waits.firstByte, "first_byte_timeout"
+		return u.waits.firstByte, u.waits.firstByte, "first_byte_timeout"
 	}
-	return u.waits.request - time.Since(st.rec.Start), "request_timeout"
+	return u.waits.request - time.Since(st.rec.Start), u.waits.request, "request_timeout"
 }
 
 func finish(last *http.Response, lastErr error) (*http.Response, error) {

@@ -359,6 +359,35 @@ func TestAnUnreachablePrimaryGivesWayToItsFallback(t *testing.T) {
 	assert.Equal(t, 2, rec.Attempts)
 }
 
+// TestAStalledErrorBodyIsCutOff: an error answer (503) whose body stalls
+// is read for what it says of limits and keys within the answer's wait, so
+// request_timeout ends it with 504 while the upstream still holds it.
+func TestAStalledErrorBodyIsCutOff(t *testing.T) {
+	release := make(chan struct{})
+	defer close(release)
+	up := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		_, _ = io.Copy(io.Discard, r.Body)
+		w.WriteHeader(http.StatusServiceUnavailable)
+		io.WriteString(w, `{"error":{"message":"busy`)
+		w.(http.Flusher).Flush()
+		select {
+		case <-release:
+		case <-r.Context().Done():
+		}
+	}))
+	defer up.Close()
+	h := newHarness(t, &Config{Upstreams: []Upstream{
+		{Name: "up", BaseURL: up.URL + "/v1", Models: []string{"m"}, Auth: AuthNone, RequestTimeout: "300ms", RetryBackoffCap: "1ms"},
+	}})
+	client := &http.Client{Timeout: 30 * time.Second} // only so that the old behaviour fails instead of hanging
+	res, err := client.Post(h.url("/v1/chat/completions"), "application/json", strings.NewReader(`{"model":"m"}`))
+	require.NoError(t, err, "the answer never came while the upstream held its error body")
+	out, _ := io.ReadAll(res.Body)
+	res.Body.Close()
+	assert.Equal(t, http.StatusGatewayTimeout, res.StatusCode, string(out))
+	assert.Contains(t, string(out), "no answer began within 300ms (request_timeout)")
+}
+
 // TestFirstByteTimeoutIsForStreams: a plain answer sends its headers only
 // when it is complete, so first_byte_timeout does not cut it; it is bounded
 // by request_timeout.
