@@ -2,6 +2,7 @@ package proxy
 
 import (
 	"fmt"
+	"io"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -307,6 +308,37 @@ func keyState_(f *Forwarder, label string) string {
 
 // TestFallbackNeverSeesAnotherUpstreamsKey: after the primary (bearer)
 // fails, the fallback (x-api-key) gets its own key and not the primary's.
+// TestClientsQueryKeyReachesNoFallback: the key a Gemini client put in the
+// query string is dropped before any attempt, so a fallback of another
+// kind does not get it either.
+func TestClientsQueryKeyReachesNoFallback(t *testing.T) {
+	var queries []string
+	var mu sync.Mutex
+	record := func(status int) http.Handler {
+		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			_, _ = io.Copy(io.Discard, r.Body)
+			mu.Lock()
+			queries = append(queries, r.URL.RawQuery)
+			mu.Unlock()
+			w.WriteHeader(status)
+			io.WriteString(w, `{}`)
+		})
+	}
+	primary := httptest.NewServer(record(http.StatusInternalServerError))
+	defer primary.Close()
+	backup := httptest.NewServer(record(http.StatusOK))
+	defer backup.Close()
+	h := newHarness(t, &Config{Upstreams: []Upstream{
+		{Name: "gem", BaseURL: primary.URL + "/v1beta", Models: []string{"gemini-*"}, Auth: AuthGoogAPIKey, KeyEnv: "TEST_GEMINI_KEY", MaxAttempts: 2, RetryBackoffCap: "1ms", Fallback: []string{"oai"}},
+		{Name: "oai", BaseURL: backup.URL + "/v1", Auth: AuthBearer, KeyEnv: "TEST_OPENAI_KEY"},
+	}})
+	res, out := h.do(t, http.MethodPost, "/v1/models/gemini-x:generateContent?alt=json&key=CLIENT-KEY", `{"model":"gemini-x"}`, nil)
+	require.Equal(t, http.StatusOK, res.StatusCode, out)
+	mu.Lock()
+	defer mu.Unlock()
+	assert.Equal(t, []string{"alt=json", "alt=json"}, queries, "the primary, then the fallback")
+}
+
 func TestFallbackNeverSeesAnotherUpstreamsKey(t *testing.T) {
 	primary := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		w.WriteHeader(http.StatusServiceUnavailable)

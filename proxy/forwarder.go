@@ -479,7 +479,11 @@ func (f *Forwarder) forward(rt *runtime, w *recorder, r *http.Request, name stri
 			release()
 		}
 	}()
-	st := &forwardState{rt: rt, up: up, rest: rest, query: r.URL.RawQuery, rec: rec}
+	query := r.URL.RawQuery
+	if up.cfg.Auth == AuthGoogAPIKey {
+		query = withoutKey(query) // before a fallback of another kind can see it
+	}
+	st := &forwardState{rt: rt, up: up, rest: rest, query: query, rec: rec}
 	if up.pacer != nil {
 		// The keys are listed once, here, and the attempts use the same
 		// list (listing turns the round-robin); without a usable key the

@@ -209,13 +209,20 @@ func applyAuth(out *http.Request, u *Upstream, cred Credential, body []byte) {
 		out.Header.Set("X-Api-Key", cred.Secret)
 	case AuthGoogAPIKey:
 		out.Header.Set("X-Goog-Api-Key", cred.Secret)
-		// A key a client put in the query string is not ours to pass on.
-		if strings.Contains(out.URL.RawQuery, "key=") {
-			q := out.URL.Query()
-			q.Del("key")
-			out.URL.RawQuery = q.Encode()
-		}
+		out.URL.RawQuery = withoutKey(out.URL.RawQuery)
 	}
+}
+
+// withoutKey drops the key a Gemini client put in the query string: it is
+// not ours to pass on, to the upstream (which gets the keychain's key) or
+// to any other.
+func withoutKey(rawQuery string) string {
+	if !strings.Contains(rawQuery, "key=") {
+		return rawQuery
+	}
+	q, _ := url.ParseQuery(rawQuery)
+	q.Del("key")
+	return q.Encode()
 }
 
 // newReverseProxy is the forwarder's httputil.ReverseProxy. The request's
