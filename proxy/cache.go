@@ -46,8 +46,9 @@ var (
 
 // ResponseCache is the store.
 type ResponseCache struct {
-	db *bolt.DB
-	mu sync.Mutex // one writer at a time; bbolt serialises too, this keeps size right
+	db     *bolt.DB
+	mu     sync.Mutex // one writer at a time; bbolt serialises too, this keeps size right
+	stored int64      // bytes of the entries, counted at open and kept since
 }
 
 // cacheEntry is one stored answer.
@@ -104,19 +105,20 @@ func OpenResponseCache(path string) (*ResponseCache, error) {
 	if err != nil {
 		return nil, fmt.Errorf("open the response cache %s: %w", path, err)
 	}
+	c := &ResponseCache{db: db}
 	err = db.Update(func(tx *bolt.Tx) error {
 		for _, b := range [][]byte{bucketEntries, bucketUsed, bucketLRU} {
 			if _, err := tx.CreateBucketIfNotExists(b); err != nil {
 				return err
 			}
 		}
-		return nil
+		return tx.Bucket(bucketEntries).ForEach(func(_, v []byte) error { c.stored += int64(len(v)); return nil })
 	})
 	if err != nil {
 		db.Close()
 		return nil, err
 	}
-	return &ResponseCache{db: db}, nil
+	return c, nil
 }
 
 // Close writes what is pending and closes the file.
@@ -186,24 +188,36 @@ func drop(tx *bolt.Tx, key []byte) error {
 }
 
 // get returns the answer stored under key if it is younger than ttl, and
-// marks it used (the entry itself is not rewritten).
+// marks it used (the entry itself is not rewritten). A miss only reads: it
+// is on the way of every request to an upstream with a cache, and a write
+// transaction writes to the file even when nothing changed.
 func (c *ResponseCache) get(key []byte, ttl time.Duration, now time.Time) (*cacheEntry, bool) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	var e *cacheEntry
-	_ = c.db.Update(func(tx *bolt.Tx) error {
+	size := -1
+	_ = c.db.View(func(tx *bolt.Tx) error {
 		raw := tx.Bucket(bucketEntries).Get(key)
 		if raw == nil {
 			return nil
 		}
-		got, err := decodeEntry(raw)
-		if err != nil || now.Sub(got.Stored) >= ttl {
-			return drop(tx, key) // damaged or expired
+		size = len(raw)
+		if got, err := decodeEntry(raw); err == nil && now.Sub(got.Stored) < ttl {
+			e = got
 		}
-		e = got
-		return touch(tx, key, now)
+		return nil
 	})
-	return e, e != nil
+	switch {
+	case size < 0:
+		return nil, false
+	case e == nil: // damaged or expired
+		if c.db.Update(func(tx *bolt.Tx) error { return drop(tx, key) }) == nil {
+			c.stored -= int64(size)
+		}
+		return nil, false
+	}
+	_ = c.db.Update(func(tx *bolt.Tx) error { return touch(tx, key, now) })
+	return e, true
 }
 
 // put stores an answer, then evicts the least recently used entries
@@ -215,20 +229,20 @@ func (c *ResponseCache) put(key []byte, e *cacheEntry, now time.Time, maxBytes i
 	if err != nil {
 		return err
 	}
-	return c.db.Update(func(tx *bolt.Tx) error {
+	var change int64 // to size, once the transaction is in
+	err = c.db.Update(func(tx *bolt.Tx) error {
 		entries := tx.Bucket(bucketEntries)
+		change = int64(len(data)) - int64(len(entries.Get(key)))
 		if err := entries.Put(key, data); err != nil {
 			return err
 		}
 		if err := touch(tx, key, now); err != nil {
 			return err
 		}
-		var total int64
-		_ = entries.ForEach(func(_, v []byte) error { total += int64(len(v)); return nil })
 		cur := tx.Bucket(bucketLRU).Cursor()
-		for k, _ := cur.First(); k != nil && total > maxBytes; k, _ = cur.First() {
+		for k, _ := cur.First(); k != nil && c.stored+change > maxBytes; k, _ = cur.First() {
 			victim := append([]byte(nil), k[8:]...)
-			total -= int64(len(entries.Get(victim)))
+			change -= int64(len(entries.Get(victim)))
 			if err := drop(tx, victim); err != nil {
 				return err
 			}
@@ -236,6 +250,10 @@ func (c *ResponseCache) put(key []byte, e *cacheEntry, now time.Time, maxBytes i
 		}
 		return nil
 	})
+	if err == nil {
+		c.stored += change
+	}
+	return err
 }
 
 // lazyCache opens the store the first time an upstream with a cache is

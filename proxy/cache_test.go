@@ -138,10 +138,22 @@ func TestCacheEvictsTheLeastRecentlyUsedAndSurvivesARestart(t *testing.T) {
 			require.True(t, ok)
 		}
 	}
+	// The same key stored again replaces its entry; the kept count of
+	// bytes follows (it decides eviction without reading every entry).
+	key5 := cacheKey("POST", "chat/completions?", "u", nil, []byte("5"))
+	require.NoError(t, c.put(key5, &cacheEntry{ContentType: "application/json", Body: []byte(big[:100<<10]), Stored: now}, now.Add(6*time.Second), bound))
 	size, count := c.size()
 	assert.LessOrEqual(t, size, int64(bound))
 	assert.Equal(t, 3, count)
-	_, ok := c.get(cacheKey("POST", "chat/completions?", "u", nil, []byte("1")), time.Hour, now.Add(10*time.Second))
+	assert.Equal(t, size, c.stored)
+	// A miss writes nothing to the file.
+	stats := c.db.Stats()
+	writes := stats.TxStats.GetWrite()
+	_, ok := c.get(cacheKey("POST", "chat/completions?", "u", nil, []byte("absent")), time.Hour, now)
+	assert.False(t, ok)
+	stats = c.db.Stats()
+	assert.Equal(t, writes, stats.TxStats.GetWrite(), "a miss wrote to the file")
+	_, ok = c.get(cacheKey("POST", "chat/completions?", "u", nil, []byte("1")), time.Hour, now.Add(10*time.Second))
 	assert.False(t, ok, "the least recently used entry stayed")
 	require.NoError(t, c.Close())
 
@@ -153,6 +165,8 @@ func TestCacheEvictsTheLeastRecentlyUsedAndSurvivesARestart(t *testing.T) {
 	assert.True(t, ok, "an entry did not survive the restart")
 	_, ok = c.get(cacheKey("POST", "chat/completions?", "u", nil, []byte("4")), time.Minute, now.Add(2*time.Minute))
 	assert.False(t, ok, "an expired entry was served")
+	size, _ = c.size()
+	assert.Equal(t, size, c.stored, "counted again at open, less the expired entry dropped")
 }
 
 // size is the bytes the stored entries take, for the eviction test.
