@@ -45,10 +45,34 @@ var (
 )
 
 // ResponseCache is the store.
+//
+// The file is written behind the requests: a write transaction took
+// hundreds of microseconds here, and an answer to store, or a hit to mark
+// used, waited for one before it went to the client. Stored answers and
+// uses wait in memory, where lookups find them at once (a repeat right
+// after is a hit), and one goroutine writes them in one transaction per
+// batch; Close writes what is left.
 type ResponseCache struct {
-	db     *bolt.DB
-	mu     sync.Mutex // one writer at a time; bbolt serialises too, this keeps size right
-	stored int64      // bytes of the entries, counted at open and kept since
+	db *bolt.DB
+
+	mu      sync.Mutex
+	pending map[string]pendingPut // stored, not yet being written
+	writing map[string]pendingPut // being written
+	used    map[string]time.Time  // uses to mark; a zero time drops the entry
+	stored  int64                 // bytes of the entries in the file, counted at open and kept since
+	warn    func(error)           // a batch that could not be written
+
+	write sync.Mutex // one batch at a time
+	kick  chan struct{}
+	stop  chan struct{}
+	done  chan struct{}
+	once  sync.Once
+}
+
+type pendingPut struct {
+	e   *cacheEntry
+	at  time.Time
+	max int64 // cache_max_mb, in bytes
 }
 
 // cacheEntry is one stored answer.
@@ -105,7 +129,8 @@ func OpenResponseCache(path string) (*ResponseCache, error) {
 	if err != nil {
 		return nil, fmt.Errorf("open the response cache %s: %w", path, err)
 	}
-	c := &ResponseCache{db: db}
+	c := &ResponseCache{db: db, pending: map[string]pendingPut{}, used: map[string]time.Time{},
+		kick: make(chan struct{}, 1), stop: make(chan struct{}), done: make(chan struct{})}
 	err = db.Update(func(tx *bolt.Tx) error {
 		for _, b := range [][]byte{bucketEntries, bucketUsed, bucketLRU} {
 			if _, err := tx.CreateBucketIfNotExists(b); err != nil {
@@ -118,11 +143,14 @@ func OpenResponseCache(path string) (*ResponseCache, error) {
 		db.Close()
 		return nil, err
 	}
+	go c.writer()
 	return c, nil
 }
 
 // Close writes what is pending and closes the file.
 func (c *ResponseCache) Close() error {
+	c.once.Do(func() { close(c.stop) })
+	<-c.done
 	if err := c.db.Sync(); err != nil {
 		c.db.Close()
 		return err
@@ -188,59 +216,134 @@ func drop(tx *bolt.Tx, key []byte) error {
 }
 
 // get returns the answer stored under key if it is younger than ttl, and
-// marks it used (the entry itself is not rewritten). A miss only reads: it
-// is on the way of every request to an upstream with a cache, and a write
-// transaction writes to the file even when nothing changed.
+// marks it used (the entry itself is not rewritten). It only reads the
+// file: a write transaction writes to it even when nothing changed.
 func (c *ResponseCache) get(key []byte, ttl time.Duration, now time.Time) (*cacheEntry, bool) {
+	k := string(key)
 	c.mu.Lock()
-	defer c.mu.Unlock()
+	p, ok := c.pending[k]
+	if !ok {
+		p, ok = c.writing[k]
+	}
+	c.mu.Unlock()
 	var e *cacheEntry
-	size := -1
-	_ = c.db.View(func(tx *bolt.Tx) error {
-		raw := tx.Bucket(bucketEntries).Get(key)
-		if raw == nil {
+	if ok {
+		e = p.e
+	} else {
+		_ = c.db.View(func(tx *bolt.Tx) error {
+			raw := tx.Bucket(bucketEntries).Get(key)
+			if raw == nil {
+				return nil
+			}
+			ok = true
+			if got, err := decodeEntry(raw); err == nil {
+				e = got
+			}
 			return nil
-		}
-		size = len(raw)
-		if got, err := decodeEntry(raw); err == nil && now.Sub(got.Stored) < ttl {
-			e = got
-		}
-		return nil
-	})
-	switch {
-	case size < 0:
-		return nil, false
-	case e == nil: // damaged or expired
-		if c.db.Update(func(tx *bolt.Tx) error { return drop(tx, key) }) == nil {
-			c.stored -= int64(size)
-		}
+		})
+	}
+	if !ok {
 		return nil, false
 	}
-	_ = c.db.Update(func(tx *bolt.Tx) error { return touch(tx, key, now) })
-	return e, true
+	fresh := e != nil && now.Sub(e.Stored) < ttl
+	c.mu.Lock()
+	if fresh {
+		c.used[k] = now
+	} else {
+		c.used[k] = time.Time{} // damaged or expired
+	}
+	c.mu.Unlock()
+	c.signal()
+	return e, fresh
 }
 
-// put stores an answer, then evicts the least recently used entries
+// put stores an answer; the least recently used entries are then evicted
 // until the store holds at most maxBytes of them.
 func (c *ResponseCache) put(key []byte, e *cacheEntry, now time.Time, maxBytes int64) error {
 	c.mu.Lock()
-	defer c.mu.Unlock()
-	data, err := e.encode()
-	if err != nil {
-		return err
+	c.pending[string(key)] = pendingPut{e: e, at: now, max: maxBytes}
+	c.mu.Unlock()
+	c.signal()
+	return nil
+}
+
+func (c *ResponseCache) signal() {
+	select {
+	case c.kick <- struct{}{}:
+	default:
 	}
-	var change int64 // to size, once the transaction is in
-	err = c.db.Update(func(tx *bolt.Tx) error {
-		entries := tx.Bucket(bucketEntries)
-		change = int64(len(data)) - int64(len(entries.Get(key)))
-		if err := entries.Put(key, data); err != nil {
-			return err
+}
+
+// writeDelay gathers the answers of back-to-back requests into one
+// transaction: one client's requests, one after another, stored one
+// transaction each, kept a core busy with bbolt's page writes.
+const writeDelay = 50 * time.Millisecond
+
+func (c *ResponseCache) writer() {
+	defer close(c.done)
+	for {
+		select {
+		case <-c.kick:
+			select {
+			case <-time.After(writeDelay):
+			case <-c.stop:
+			}
+			c.flush()
+		case <-c.stop:
+			c.flush()
+			return
 		}
-		if err := touch(tx, key, now); err != nil {
-			return err
+	}
+}
+
+// flush writes the stored answers and uses that wait, in one transaction.
+func (c *ResponseCache) flush() {
+	c.write.Lock()
+	defer c.write.Unlock()
+	c.mu.Lock()
+	batch, used, stored := c.pending, c.used, c.stored
+	c.pending, c.used, c.writing = map[string]pendingPut{}, map[string]time.Time{}, batch
+	c.mu.Unlock()
+	if len(batch) == 0 && len(used) == 0 {
+		return
+	}
+	var change int64 // to stored, once the transaction is in
+	err := c.db.Update(func(tx *bolt.Tx) error {
+		change = 0
+		entries := tx.Bucket(bucketEntries)
+		maxBytes := int64(-1)
+		for k, p := range batch {
+			data, err := p.e.encode()
+			if err != nil {
+				continue
+			}
+			key := []byte(k)
+			change += int64(len(data)) - int64(len(entries.Get(key)))
+			if err := entries.Put(key, data); err != nil {
+				return err
+			}
+			if err := touch(tx, key, p.at); err != nil {
+				return err
+			}
+			maxBytes = p.max
+		}
+		for k, when := range used { // after the answers: one may be used in the same batch
+			key := []byte(k)
+			switch old := entries.Get(key); {
+			case old == nil:
+			case when.IsZero():
+				change -= int64(len(old))
+				if err := drop(tx, key); err != nil {
+					return err
+				}
+			default:
+				if err := touch(tx, key, when); err != nil {
+					return err
+				}
+			}
 		}
 		cur := tx.Bucket(bucketLRU).Cursor()
-		for k, _ := cur.First(); k != nil && c.stored+change > maxBytes; k, _ = cur.First() {
+		for k, _ := cur.First(); k != nil && maxBytes >= 0 && stored+change > maxBytes; k, _ = cur.First() {
 			victim := append([]byte(nil), k[8:]...)
 			change -= int64(len(entries.Get(victim)))
 			if err := drop(tx, victim); err != nil {
@@ -250,10 +353,16 @@ func (c *ResponseCache) put(key []byte, e *cacheEntry, now time.Time, maxBytes i
 		}
 		return nil
 	})
+	c.mu.Lock()
+	c.writing = nil
 	if err == nil {
 		c.stored += change
 	}
-	return err
+	warn := c.warn
+	c.mu.Unlock()
+	if err != nil && warn != nil {
+		warn(err)
+	}
 }
 
 // lazyCache opens the store the first time an upstream with a cache is
@@ -272,6 +381,9 @@ func (l *lazyCache) get(log func(error)) *ResponseCache {
 			log(err)
 			return
 		}
+		c.mu.Lock()
+		c.warn = log
+		c.mu.Unlock()
 		l.c = c
 	})
 	return l.c

@@ -132,6 +132,7 @@ func TestCacheEvictsTheLeastRecentlyUsedAndSurvivesARestart(t *testing.T) {
 	for i := range 6 {
 		key := cacheKey("POST", "chat/completions?", "u", nil, []byte(fmt.Sprint(i)))
 		require.NoError(t, c.put(key, &cacheEntry{ContentType: "application/json", Body: []byte(big), Stored: now}, now.Add(time.Duration(i)*time.Second), bound))
+		c.flush() // as the writer does when it keeps up
 		if i == 1 {
 			// Entry 0 is used again: entry 1 is now the least recently used.
 			_, ok := c.get(cacheKey("POST", "chat/completions?", "u", nil, []byte("0")), time.Hour, now.Add(1500*time.Millisecond))
@@ -142,10 +143,11 @@ func TestCacheEvictsTheLeastRecentlyUsedAndSurvivesARestart(t *testing.T) {
 	// bytes follows (it decides eviction without reading every entry).
 	key5 := cacheKey("POST", "chat/completions?", "u", nil, []byte("5"))
 	require.NoError(t, c.put(key5, &cacheEntry{ContentType: "application/json", Body: []byte(big[:100<<10]), Stored: now}, now.Add(6*time.Second), bound))
+	c.flush()
 	size, count := c.size()
 	assert.LessOrEqual(t, size, int64(bound))
 	assert.Equal(t, 3, count)
-	assert.Equal(t, size, c.stored)
+	assert.Equal(t, size, c.storedBytes())
 	// A miss writes nothing to the file.
 	stats := c.db.Stats()
 	writes := stats.TxStats.GetWrite()
@@ -165,8 +167,45 @@ func TestCacheEvictsTheLeastRecentlyUsedAndSurvivesARestart(t *testing.T) {
 	assert.True(t, ok, "an entry did not survive the restart")
 	_, ok = c.get(cacheKey("POST", "chat/completions?", "u", nil, []byte("4")), time.Minute, now.Add(2*time.Minute))
 	assert.False(t, ok, "an expired entry was served")
+	c.flush()
 	size, _ = c.size()
-	assert.Equal(t, size, c.stored, "counted again at open, less the expired entry dropped")
+	assert.Equal(t, size, c.storedBytes(), "counted again at open, less the expired entry dropped")
+}
+
+// TestCacheWritesBehind: an answer stored is found at once, before the
+// writer has written it; whatever the batches, the file keeps to its
+// bound; Close writes what was still waiting.
+func TestCacheWritesBehind(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "responses.db")
+	c, err := OpenResponseCache(path)
+	require.NoError(t, err)
+	now := time.Now()
+	big := strings.Repeat("y", 300<<10)
+	const bound = 1 << 20
+	key := func(i int) []byte { return cacheKey("POST", "chat/completions?", "u", nil, []byte(fmt.Sprint(i))) }
+	for i := range 6 {
+		at := now.Add(time.Duration(i) * time.Millisecond)
+		require.NoError(t, c.put(key(i), &cacheEntry{ContentType: "application/json", Body: []byte(big), Stored: now}, at, bound))
+		e, ok := c.get(key(i), time.Hour, at)
+		require.True(t, ok, "an answer just stored was not found")
+		assert.Len(t, e.Body, len(big))
+	}
+	require.NoError(t, c.Close())
+
+	c, err = OpenResponseCache(path)
+	require.NoError(t, err)
+	defer c.Close()
+	size, count := c.size()
+	assert.LessOrEqual(t, size, int64(bound))
+	assert.Equal(t, 3, count)
+	_, ok := c.get(key(5), time.Hour, now)
+	assert.True(t, ok, "the last answer, stored just before Close, was lost")
+}
+
+func (c *ResponseCache) storedBytes() int64 {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.stored
 }
 
 // size is the bytes the stored entries take, for the eviction test.
