@@ -60,6 +60,8 @@ type ResponseCache struct {
 	writing map[string]pendingPut // being written
 	used    map[string]time.Time  // uses to mark; a zero time drops the entry
 	stored  int64                 // bytes of the entries in the file, counted at open and kept since
+	waiting int64                 // bytes of the answers in pending and writing
+	closed  bool                  // Close has begun: nothing more is stored
 	warn    func(error)           // a batch that could not be written
 
 	write sync.Mutex // one batch at a time
@@ -67,6 +69,7 @@ type ResponseCache struct {
 	stop  chan struct{}
 	done  chan struct{}
 	once  sync.Once
+	err   error // Close's
 }
 
 type pendingPut struct {
@@ -147,15 +150,22 @@ func OpenResponseCache(path string) (*ResponseCache, error) {
 	return c, nil
 }
 
-// Close writes what is pending and closes the file.
+// Close writes what is pending and closes the file; an answer stored
+// after it begins is not kept.
 func (c *ResponseCache) Close() error {
-	c.once.Do(func() { close(c.stop) })
-	<-c.done
-	if err := c.db.Sync(); err != nil {
-		c.db.Close()
-		return err
-	}
-	return c.db.Close()
+	c.once.Do(func() {
+		c.mu.Lock()
+		c.closed = true
+		c.mu.Unlock()
+		close(c.stop)
+		<-c.done
+		if c.err = c.db.Sync(); c.err != nil {
+			c.db.Close()
+			return
+		}
+		c.err = c.db.Close()
+	})
+	return c.err
 }
 
 // cacheKey names a request: method, path, upstream, the headers that
@@ -259,9 +269,21 @@ func (c *ResponseCache) get(key []byte, ttl time.Duration, now time.Time) (*cach
 
 // put stores an answer; the least recently used entries are then evicted
 // until the store holds at most maxBytes of them.
+// Answers wait in memory up to the store's own bound: when the writer
+// falls that far behind, an answer is not stored.
 func (c *ResponseCache) put(key []byte, e *cacheEntry, now time.Time, maxBytes int64) error {
+	k := string(key)
 	c.mu.Lock()
-	c.pending[string(key)] = pendingPut{e: e, at: now, max: maxBytes}
+	if c.closed || c.waiting+int64(len(e.Body)) > maxBytes {
+		c.mu.Unlock()
+		return nil
+	}
+	if old, ok := c.pending[k]; ok {
+		c.waiting -= int64(len(old.e.Body))
+	}
+	c.pending[k] = pendingPut{e: e, at: now, max: maxBytes}
+	c.waiting += int64(len(e.Body))
+	delete(c.used, k) // an expired entry's drop must not take the new answer
 	c.mu.Unlock()
 	c.signal()
 	return nil
@@ -355,6 +377,9 @@ func (c *ResponseCache) flush() {
 	})
 	c.mu.Lock()
 	c.writing = nil
+	for _, p := range batch {
+		c.waiting -= int64(len(p.e.Body))
+	}
 	if err == nil {
 		c.stored += change
 	}

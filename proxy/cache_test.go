@@ -173,8 +173,8 @@ func TestCacheEvictsTheLeastRecentlyUsedAndSurvivesARestart(t *testing.T) {
 }
 
 // TestCacheWritesBehind: an answer stored is found at once, before the
-// writer has written it; whatever the batches, the file keeps to its
-// bound; Close writes what was still waiting.
+// writer has written it; a batch that takes the file past its bound
+// evicts the least recently used; Close writes what was still waiting.
 func TestCacheWritesBehind(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "responses.db")
 	c, err := OpenResponseCache(path)
@@ -189,6 +189,9 @@ func TestCacheWritesBehind(t *testing.T) {
 		e, ok := c.get(key(i), time.Hour, at)
 		require.True(t, ok, "an answer just stored was not found")
 		assert.Len(t, e.Body, len(big))
+		if i == 2 {
+			c.flush() // the first three are in the file; the last three wait in memory
+		}
 	}
 	require.NoError(t, c.Close())
 
@@ -200,6 +203,34 @@ func TestCacheWritesBehind(t *testing.T) {
 	assert.Equal(t, 3, count)
 	_, ok := c.get(key(5), time.Hour, now)
 	assert.True(t, ok, "the last answer, stored just before Close, was lost")
+}
+
+// TestCacheFreshAnswerAfterAnExpiredOne: a lookup that finds an expired
+// entry marks it to be dropped; the fresh answer stored for the same
+// request before the writer runs is kept, not dropped with it. After
+// Close nothing more is stored, and a second Close is harmless.
+func TestCacheFreshAnswerAfterAnExpiredOne(t *testing.T) {
+	c, err := OpenResponseCache(filepath.Join(t.TempDir(), "responses.db"))
+	require.NoError(t, err)
+	now := time.Now()
+	key := cacheKey("POST", "chat/completions?", "u", nil, []byte("q"))
+	require.NoError(t, c.put(key, &cacheEntry{Body: []byte("old"), Stored: now}, now, 1<<20))
+	c.flush()
+	later := now.Add(2 * time.Minute)
+	_, ok := c.get(key, time.Minute, later)
+	require.False(t, ok, "an expired answer was served")
+	require.NoError(t, c.put(key, &cacheEntry{Body: []byte("new"), Stored: later}, later, 1<<20))
+	c.flush()
+	e, ok := c.get(key, time.Minute, later)
+	require.True(t, ok, "the fresh answer was dropped with the expired one")
+	assert.Equal(t, "new", string(e.Body))
+
+	require.NoError(t, c.Close())
+	require.NoError(t, c.Close())
+	other := cacheKey("POST", "chat/completions?", "u", nil, []byte("after"))
+	require.NoError(t, c.put(other, &cacheEntry{Body: []byte("x"), Stored: later}, later, 1<<20))
+	_, ok = c.get(other, time.Minute, later)
+	assert.False(t, ok, "stored after Close")
 }
 
 func (c *ResponseCache) storedBytes() int64 {
