@@ -62,7 +62,7 @@ type jsonFields struct {
 func scanJSON(contentType string, body []byte) jsonFields {
 	var f jsonFields
 	i := bytes.IndexAny(body, "{[")
-	if i < 0 || body[i] != '{' || isFormData(contentType) {
+	if _, form := formBoundary(contentType); i < 0 || body[i] != '{' || form {
 		return f
 	}
 	// Read in place: gjson.ParseBytes would first copy the whole body into
@@ -97,13 +97,14 @@ func scanJSON(contentType string, body []byte) jsonFields {
 	return f
 }
 
-// isFormData says whether extractModel reads the body as a multipart form.
-func isFormData(contentType string) bool {
+// formBoundary is the boundary of a multipart form, which extractModel
+// reads as a form; ok is false for any other body.
+func formBoundary(contentType string) (boundary string, ok bool) {
 	if len(contentType) < 10 || !strings.EqualFold(contentType[:10], "multipart/") {
-		return false
+		return "", false
 	}
-	mediaType, _, err := mime.ParseMediaType(contentType)
-	return err == nil && mediaType == "multipart/form-data"
+	mediaType, params, err := mime.ParseMediaType(contentType)
+	return params["boundary"], err == nil && mediaType == "multipart/form-data"
 }
 
 // extractModel reads the model a request asks for: the top-level "model"
@@ -114,9 +115,8 @@ func extractModel(contentType string, body []byte, fields jsonFields) (string, e
 	if len(body) == 0 {
 		return "", errNoModel
 	}
-	if isFormData(contentType) {
-		_, params, _ := mime.ParseMediaType(contentType)
-		return multipartModel(body, params["boundary"])
+	if boundary, ok := formBoundary(contentType); ok {
+		return multipartModel(body, boundary)
 	}
 	res := fields.model
 	switch {

@@ -55,14 +55,15 @@ var (
 type ResponseCache struct {
 	db *bolt.DB
 
-	mu      sync.Mutex
-	pending map[string]pendingPut // stored, not yet being written
-	writing map[string]pendingPut // being written
-	used    map[string]time.Time  // uses to mark; a zero time drops the entry
-	stored  int64                 // bytes of the entries in the file, counted at open and kept since
-	waiting int64                 // bytes of the answers in pending and writing
-	closed  bool                  // Close has begun: nothing more is stored
-	warn    func(error)           // a batch that could not be written
+	mu       sync.Mutex
+	pending  map[string]pendingPut // stored, not yet being written
+	writing  map[string]pendingPut // being written
+	used     map[string]time.Time  // uses to mark; a zero time drops the entry
+	stored   int64                 // bytes of the entries in the file, counted at open and kept since
+	waiting  int64                 // bytes of the answers in pending and writing
+	maxBytes int64                 // the bound the latest put was given
+	closed   bool                  // Close has begun: nothing more is stored
+	warn     func(error)           // a batch that could not be written
 
 	write sync.Mutex // one batch at a time
 	kick  chan struct{}
@@ -73,9 +74,8 @@ type ResponseCache struct {
 }
 
 type pendingPut struct {
-	e   *cacheEntry
-	at  time.Time
-	max int64 // cache_max_mb, in bytes
+	e  *cacheEntry
+	at time.Time
 }
 
 // cacheEntry is one stored answer.
@@ -274,6 +274,7 @@ func (c *ResponseCache) get(key []byte, ttl time.Duration, now time.Time) (*cach
 func (c *ResponseCache) put(key []byte, e *cacheEntry, now time.Time, maxBytes int64) error {
 	k := string(key)
 	c.mu.Lock()
+	c.maxBytes = maxBytes // cache_max_mb, as the config says now
 	if c.closed || c.waiting+int64(len(e.Body)) > maxBytes {
 		c.mu.Unlock()
 		return nil
@@ -281,7 +282,7 @@ func (c *ResponseCache) put(key []byte, e *cacheEntry, now time.Time, maxBytes i
 	if old, ok := c.pending[k]; ok {
 		c.waiting -= int64(len(old.e.Body))
 	}
-	c.pending[k] = pendingPut{e: e, at: now, max: maxBytes}
+	c.pending[k] = pendingPut{e: e, at: now}
 	c.waiting += int64(len(e.Body))
 	delete(c.used, k) // an expired entry's drop must not take the new answer
 	c.mu.Unlock()
@@ -323,7 +324,7 @@ func (c *ResponseCache) flush() {
 	c.write.Lock()
 	defer c.write.Unlock()
 	c.mu.Lock()
-	batch, used, stored := c.pending, c.used, c.stored
+	batch, used, stored, maxBytes := c.pending, c.used, c.stored, c.maxBytes
 	c.pending, c.used, c.writing = map[string]pendingPut{}, map[string]time.Time{}, batch
 	c.mu.Unlock()
 	if len(batch) == 0 && len(used) == 0 {
@@ -333,7 +334,6 @@ func (c *ResponseCache) flush() {
 	err := c.db.Update(func(tx *bolt.Tx) error {
 		change = 0
 		entries := tx.Bucket(bucketEntries)
-		maxBytes := int64(-1)
 		for k, p := range batch {
 			data, err := p.e.encode()
 			if err != nil {
@@ -347,7 +347,6 @@ func (c *ResponseCache) flush() {
 			if err := touch(tx, key, p.at); err != nil {
 				return err
 			}
-			maxBytes = p.max
 		}
 		for k, when := range used { // after the answers: one may be used in the same batch
 			key := []byte(k)
@@ -364,8 +363,10 @@ func (c *ResponseCache) flush() {
 				}
 			}
 		}
+		// Only answers stored grow the file: uses alone evict nothing (and
+		// before the first put no bound is known).
 		cur := tx.Bucket(bucketLRU).Cursor()
-		for k, _ := cur.First(); k != nil && maxBytes >= 0 && stored+change > maxBytes; k, _ = cur.First() {
+		for k, _ := cur.First(); k != nil && len(batch) > 0 && stored+change > maxBytes; k, _ = cur.First() {
 			victim := append([]byte(nil), k[8:]...)
 			change -= int64(len(entries.Get(victim)))
 			if err := drop(tx, victim); err != nil {

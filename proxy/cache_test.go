@@ -168,8 +168,9 @@ func TestCacheEvictsTheLeastRecentlyUsedAndSurvivesARestart(t *testing.T) {
 	_, ok = c.get(cacheKey("POST", "chat/completions?", "u", nil, []byte("4")), time.Minute, now.Add(2*time.Minute))
 	assert.False(t, ok, "an expired entry was served")
 	c.flush()
-	size, _ = c.size()
+	size, count = c.size()
 	assert.Equal(t, size, c.storedBytes(), "counted again at open, less the expired entry dropped")
+	assert.Equal(t, 2, count, "uses evict nothing")
 }
 
 // TestCacheWritesBehind: an answer stored is found at once, before the
