@@ -47,6 +47,7 @@ type process struct {
 	partial []byte // the last line, until its newline
 	lines   chan string
 	done    chan error
+	exited  chan struct{} // closed when the program ended, before done is sent
 }
 
 func start(t *testing.T, env []string, args ...string) *process {
@@ -58,7 +59,8 @@ func start(t *testing.T, env []string, args ...string) *process {
 // gatehouse — with env added to the test's own.
 func startProgram(t *testing.T, bin string, env []string, args ...string) *process {
 	t.Helper()
-	p := &process{cmd: exec.Command(bin, args...), lines: make(chan string, 1000), done: make(chan error, 1)}
+	p := &process{cmd: exec.Command(bin, args...), lines: make(chan string, 1000), done: make(chan error, 1),
+		exited: make(chan struct{})}
 	// The program's cache (usage totals) goes to the test's own folder.
 	p.cmd.Env = append(append(os.Environ(), "GATEHOUSE_AS_MAIN=1", "XDG_CACHE_HOME="+t.TempDir()), env...)
 	p.cmd.Stderr = p
@@ -66,7 +68,11 @@ func startProgram(t *testing.T, bin string, env []string, args ...string) *proce
 	// the test waiting for the end of the output.
 	p.cmd.WaitDelay = 5 * time.Second
 	require.NoError(t, p.cmd.Start())
-	go func() { p.done <- p.cmd.Wait() }()
+	go func() {
+		err := p.cmd.Wait()
+		close(p.exited)
+		p.done <- err
+	}()
 	t.Cleanup(func() { _ = p.cmd.Process.Kill() })
 	return p
 }
@@ -145,6 +151,16 @@ func stop(t *testing.T, p *process) {
 // testClient bounds every request of these tests: a program that stops
 // answering fails the test rather than stalling the run.
 var testClient = &http.Client{Timeout: time.Minute}
+
+// ended tells whether the program has ended, without taking how.
+func (p *process) ended() bool {
+	select {
+	case <-p.exited:
+		return true
+	default:
+		return false
+	}
+}
 
 func (p *process) output() string {
 	p.mu.Lock()

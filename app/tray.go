@@ -190,13 +190,16 @@ type tray struct {
 	u        *ui
 	desk     desktop.App // nil where there is no tray (tests, mobile)
 	menuKey  string
+	shape    string    // menuShape of the menu last set
+	setAt    time.Time // when it was set
+	now      func() time.Time
 	iconName string
 	menu     *fyne.Menu // the menu last set, for tests
 	gone     bool       // the tray connection closed (quitting): set nothing more
 }
 
 func newTray(u *ui) *tray {
-	t := &tray{u: u}
+	t := &tray{u: u, now: time.Now}
 	t.desk, _ = u.app.(desktop.App)
 	if t.desk != nil {
 		t.desk.SetSystemTrayWindow(u.window)
@@ -237,8 +240,10 @@ func (t *tray) apply(s Snapshot) {
 		}
 	}()
 	m := trayMenu(s, t.actions())
-	if key := menuKey(m); key != t.menuKey {
-		t.menuKey, t.menu = key, m
+	key := menuKey(m)
+	shape := menuShape(key)
+	if key != t.menuKey && (shape != t.shape || t.now().Sub(t.setAt) >= trayCalm) {
+		t.menuKey, t.shape, t.setAt, t.menu = key, shape, t.now(), m
 		if t.desk != nil {
 			t.desk.SetSystemTrayMenu(m)
 		}
@@ -274,6 +279,28 @@ func menuKey(m *fyne.Menu) string {
 	}
 	walk(m.Items, 0)
 	return b.String()
+}
+
+// trayCalm is how long a menu that changed only in its figures (the count
+// of failures, a member's latency) waits before it is set again. Fyne sets
+// a tray menu whole, with new ids for every item, and a click on an id
+// just replaced is lost; in an outage the failure count changes with
+// every request, and the menu must stay clickable then above all. A
+// change in anything else (state, an item added or gone, a check, a
+// member going down) is set at once; the figures follow on the backend's
+// next redraw, which comes at least every 5 seconds.
+const trayCalm = 4 * time.Second
+
+// menuShape is a menu's key without its digits: what changes when only
+// figures do. The listen address is in the status line; a change of port
+// is rare and waits trayCalm at most.
+func menuShape(key string) string {
+	return strings.Map(func(r rune) rune {
+		if r >= '0' && r <= '9' {
+			return -1
+		}
+		return r
+	}, key)
 }
 
 // checkNow runs every pool's checks off Fyne's thread.

@@ -154,6 +154,35 @@ func TestTrayRebuildsOnlyWhenTheMenuChanges(t *testing.T) {
 	assert.Equal(t, "Failures in the last 10 minutes: 1", h.ui.tray.menu.Items[1].Label)
 }
 
+// TestTrayMenuStaysWhileOnlyFiguresChange: a new count of failures waits
+// trayCalm (a menu set anew loses a click on the old one); a change in
+// what the menu offers does not.
+func TestTrayMenuStaysWhileOnlyFiguresChange(t *testing.T) {
+	h := newHarness(t, "version = 1\n")
+	h.waitState(t, stateRunning)
+	now := time.Now()
+	h.ui.tray.now = func() time.Time { return now }
+	h.reqlog.Add(proxy.Record{Start: time.Now(), Status: 502})
+	h.refresh()
+	first := h.ui.tray.menu
+	require.Equal(t, "Failures in the last 10 minutes: 1", first.Items[1].Label, "a new line is set at once")
+
+	h.reqlog.Add(proxy.Record{Start: time.Now(), Status: 502})
+	now = now.Add(trayCalm - time.Millisecond)
+	h.refresh()
+	assert.Same(t, first, h.ui.tray.menu, "only the count changed, within trayCalm")
+
+	now = now.Add(time.Millisecond)
+	h.refresh()
+	assert.Equal(t, "Failures in the last 10 minutes: 2", h.ui.tray.menu.Items[1].Label, "the count follows after trayCalm")
+
+	second := h.ui.tray.menu
+	h.backend.service().Forwarder.SetPaused(true)
+	h.refresh()
+	assert.NotSame(t, second, h.ui.tray.menu, "pausing is shown at once")
+	assert.Equal(t, "Paused", h.ui.tray.menu.Items[0].Label)
+}
+
 func TestNotificationsOncePerEvent(t *testing.T) {
 	test.NewTempApp(t)
 	var n notifier
