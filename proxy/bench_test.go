@@ -199,3 +199,25 @@ func BenchmarkHandlerForwarder(b *testing.B) {
 	}
 	benchHandler(b, f)
 }
+
+// BenchmarkCacheKey: what a request pays to be looked up in the cache,
+// for a short chat and a 100 KB one.
+func BenchmarkCacheKey(b *testing.B) {
+	short := []byte(`{"model":"gpt-4o","messages":[{"role":"user","content":"hi 12345"}],"temperature":0}`)
+	long := []byte(`{"model":"gpt-4o","stream":true,"messages":[` +
+		strings.Repeat(`{"role":"user","content":"`+strings.Repeat("lorem ipsum dolor sit amet ", 40)+`"},`, 90) +
+		`{"role":"user","content":"x"}]}`)
+	h := http.Header{"Content-Type": {"application/json"}}
+	for _, c := range []struct {
+		name string
+		body []byte
+	}{{"short", short}, {"100KB", long}} {
+		b.Run(c.name, func(b *testing.B) {
+			b.ReportAllocs()
+			b.SetBytes(int64(len(c.body)))
+			for range b.N {
+				cacheKey("POST", "chat/completions?", "openai", h, c.body)
+			}
+		})
+	}
+}

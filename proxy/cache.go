@@ -13,13 +13,15 @@ import (
 	"sync"
 	"time"
 
+	"github.com/go-json-experiment/json/jsontext"
 	bolt "go.etcd.io/bbolt"
 )
 
 // The response cache, opt in per upstream (cache = "10m"): a POST to a
 // generating endpoint (cacheablePaths) whose path, upstream, meaning
-// headers (cacheKeyHeaders) and body (JSON compared canonically: key
-// order and white space do not matter) match a stored answer gets that
+// headers (cacheKeyHeaders) and body (JSON compared canonically: member
+// order, white space and how strings are escaped do not matter; numbers
+// are compared as written) match a stored answer gets that
 // answer again without going upstream; a streamed answer is replayed byte for
 // byte. Only 200 answers that completed normally are stored; a request
 // with Cache-Control no-cache or no-store bypasses it. Entries expire
@@ -172,27 +174,43 @@ func (c *ResponseCache) Close() error {
 // change its meaning (cacheKeyHeaders), and its canonical body.
 func cacheKey(method, path, upstream string, header http.Header, body []byte) []byte {
 	h := sha256.New()
-	fmt.Fprintf(h, "%s\x00%s\x00%s\x00", method, path, upstream)
+	for _, s := range [...]string{method, path, upstream} {
+		h.Write([]byte(s))
+		h.Write([]byte{0})
+	}
 	for _, k := range cacheKeyHeaders {
 		fmt.Fprintf(h, "%s=%s\x00", k, strings.Join(header.Values(k), ","))
 	}
-	h.Write(canonicalJSON(body))
+	buf := canonicalBufs.Get().(*[]byte)
+	*buf = canonicalJSON((*buf)[:0], body)
+	h.Write(*buf)
+	if cap(*buf) <= maxPooledCanonical {
+		canonicalBufs.Put(buf)
+	}
 	return h.Sum(nil)
 }
 
-// canonicalJSON renders a JSON body with sorted keys and no white space,
-// numbers as written; a body that is not JSON is itself.
-func canonicalJSON(body []byte) []byte {
-	dec := json.NewDecoder(bytes.NewReader(body))
-	dec.UseNumber()
-	var v any
-	if dec.Decode(&v) != nil || dec.More() {
-		return body
-	}
-	out, err := json.Marshal(v) // maps are written with sorted keys
-	if err != nil {
-		return body
-	}
+// canonicalOptions give a JSON body the order of members and the form of
+// strings of RFC 8785, without white space, and keep numbers as written:
+// RFC 8785's numbers are doubles, and two requests that differ in a
+// large integer (a seed) must not share an answer.
+var canonicalOptions = []jsontext.Options{
+	jsontext.ReorderRawObjects(true),
+	jsontext.CanonicalizeRawInts(false),
+	jsontext.CanonicalizeRawFloats(false),
+}
+
+var canonicalBufs = sync.Pool{New: func() any { return new([]byte) }}
+
+// maxPooledCanonical: a buffer grown past this for one large body is let go.
+const maxPooledCanonical = 1 << 20
+
+// canonicalJSON appends body's canonical form to dst. A body that is not
+// one JSON value, or names a member twice, or holds invalid UTF-8, is
+// appended as it is (AppendFormat does so on an error): a canonical form
+// is none of those, so the two never meet.
+func canonicalJSON(dst, body []byte) []byte {
+	out, _ := jsontext.AppendFormat(dst, body, canonicalOptions...)
 	return out
 }
 

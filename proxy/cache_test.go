@@ -2,6 +2,8 @@ package proxy
 
 import (
 	"bufio"
+	"bytes"
+	"encoding/json"
 	"fmt"
 	"io"
 	"net/http"
@@ -250,4 +252,59 @@ func (c *ResponseCache) size() (n int64, count int) {
 		})
 	})
 	return n, count
+}
+
+// TestCanonicalJSON: bodies that mean the same name the same entry, and
+// bodies that differ, even only in how a number is written, do not.
+func TestCanonicalJSON(t *testing.T) {
+	key := func(body string) []byte { return cacheKey("POST", "chat/completions?", "u", nil, []byte(body)) }
+	same := [][2]string{
+		{`{"b":1,"a":{"y":[1,2],"x":null}}`, " {\n \"a\" : { \"x\":null, \"y\":[ 1 , 2 ] } , \"b\":1 }\n"},
+		{`{"s":"A/<é"}`, `{"s":"\u0041\/\u003c\u00e9"}`},
+		{`{"s":"😀"}`, `{"s":"\ud83d\ude00"}`},
+	}
+	for _, c := range same {
+		assert.Equal(t, key(c[0]), key(c[1]), "%s and %s", c[0], c[1])
+	}
+	differ := [][2]string{
+		{`{"seed":12345678901234567890}`, `{"seed":12345678901234567891}`}, // equal as doubles
+		{`{"t":1}`, `{"t":1.0}`},
+		{`{"a":1,"a":2}`, `{"a":2,"a":1}`}, // a name twice: compared as sent
+		{`{"a":1}`, `{"a":1}x`},
+		{`{"s":"\ud800"}`, `{"s":"\ufffd"}`},
+		{`{"a":1}`, `{"a":"1"}`},
+	}
+	for _, c := range differ {
+		assert.NotEqual(t, key(c[0]), key(c[1]), "%s and %s", c[0], c[1])
+	}
+	assert.Equal(t, `{"a":{"x":null,"y":[1,2]},"b":1}`, string(canonicalJSON(nil, []byte(same[0][1]))))
+	assert.Equal(t, `{"a":2,"a":1}`, string(canonicalJSON(nil, []byte(`{"a":2,"a":1}`))), "as sent")
+	assert.Equal(t, "x", string(canonicalJSON([]byte("x"), nil)), "an empty body adds nothing")
+
+	// Nesting deeper than the library's limit is taken as sent, not a crash.
+	deep := strings.Repeat("[", 20000) + strings.Repeat("]", 20000)
+	assert.Equal(t, deep, string(canonicalJSON(nil, []byte(deep))))
+}
+
+// FuzzCanonicalJSON: a body's canonical form means what the body means
+// (both decode to the same value) and is its own canonical form.
+func FuzzCanonicalJSON(f *testing.F) {
+	for _, s := range []string{`{"b":1,"a":[1.0,"\u0041"]}`, `{"a":1,"a":2}`, `[{"z":{},"y":[]}]`, `"\ud83d\ude00"`, `1e400`, `{`} {
+		f.Add([]byte(s))
+	}
+	decode := func(t *testing.T, b []byte) any {
+		dec := json.NewDecoder(bytes.NewReader(b))
+		dec.UseNumber()
+		var v any
+		require.NoError(t, dec.Decode(&v), "%q", b)
+		return v
+	}
+	f.Fuzz(func(t *testing.T, body []byte) {
+		c := canonicalJSON(nil, body)
+		if bytes.Equal(c, body) {
+			return
+		}
+		assert.Equal(t, decode(t, body), decode(t, c))
+		assert.Equal(t, string(c), string(canonicalJSON(nil, c)))
+	})
 }
