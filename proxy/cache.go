@@ -6,9 +6,11 @@ import (
 	"encoding/binary"
 	"encoding/json"
 	"fmt"
+	"maps"
 	"net/http"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -33,6 +35,12 @@ import (
 // its LRU index together and one small file to delete; it survives a
 // restart. It holds answers and their content type only: never a request
 // header, so never a credential.
+//
+// Answers are kept under a sequence number, so that storing one appends
+// to the end of its tree; the request's key finds the number in a small
+// index. Keyed by the request's hash, each answer stored rewrote a page
+// somewhere in the middle of the file (a random key lands on a random
+// page), and the writer's page writes were the largest cost a miss had.
 
 // DefaultCacheMaxMB bounds the response cache when cache_max_mb is not set.
 const DefaultCacheMaxMB = 256
@@ -41,9 +49,12 @@ const DefaultCacheMaxMB = 256
 const maxCachedAnswer = 16 << 20
 
 var (
-	bucketEntries = []byte("entries") // key → entry (encode)
-	bucketUsed    = []byte("used")    // key → last use (8 bytes, big-endian ns)
-	bucketLRU     = []byte("lru")     // last use + key → nothing, oldest first
+	bucketAnswers = []byte("answers") // sequence (8 bytes, big-endian) → entry (encode)
+	bucketIndex   = []byte("index")   // key → sequence + last use (8 bytes each, big-endian ns)
+	bucketLRU     = []byte("lastuse") // last use + key → nothing, oldest first
+	// The buckets of the first layout (key → entry, key → last use, the
+	// same LRU lines); a file that has them is emptied at open.
+	oldBuckets = [][]byte{[]byte("entries"), []byte("used"), []byte("lru")}
 )
 
 // ResponseCache is the store.
@@ -130,19 +141,26 @@ func OpenResponseCache(path string) (*ResponseCache, error) {
 	}
 	// NoSync: a crash may lose the last answers stored, never corrupt the
 	// file (bbolt's pages are copy-on-write); a cache can afford that.
-	db, err := bolt.Open(path, 0o600, &bolt.Options{Timeout: time.Second, NoSync: true})
+	db, err := bolt.Open(path, 0o600, &bolt.Options{Timeout: time.Second, NoSync: true, NoFreelistSync: true, FreelistType: bolt.FreelistMapType})
 	if err != nil {
 		return nil, fmt.Errorf("open the response cache %s: %w", path, err)
 	}
 	c := &ResponseCache{db: db, pending: map[string]pendingPut{}, used: map[string]time.Time{},
 		kick: make(chan struct{}, 1), stop: make(chan struct{}), done: make(chan struct{})}
 	err = db.Update(func(tx *bolt.Tx) error {
-		for _, b := range [][]byte{bucketEntries, bucketUsed, bucketLRU} {
+		for _, b := range oldBuckets {
+			if tx.Bucket(b) != nil {
+				if err := tx.DeleteBucket(b); err != nil {
+					return err
+				}
+			}
+		}
+		for _, b := range [][]byte{bucketAnswers, bucketIndex, bucketLRU} {
 			if _, err := tx.CreateBucketIfNotExists(b); err != nil {
 				return err
 			}
 		}
-		return tx.Bucket(bucketEntries).ForEach(func(_, v []byte) error { c.stored += int64(len(v)); return nil })
+		return tx.Bucket(bucketAnswers).ForEach(func(_, v []byte) error { c.stored += int64(len(v)); return nil })
 	})
 	if err != nil {
 		db.Close()
@@ -220,29 +238,6 @@ func lruKey(t time.Time, key []byte) []byte {
 	return append(b, key...)
 }
 
-// touch moves key to now in the LRU index.
-func touch(tx *bolt.Tx, key []byte, now time.Time) error {
-	used, lru := tx.Bucket(bucketUsed), tx.Bucket(bucketLRU)
-	if old := used.Get(key); len(old) == 8 {
-		_ = lru.Delete(append(append([]byte(nil), old...), key...))
-	}
-	stamp := lruKey(now, key)
-	if err := used.Put(key, stamp[:8]); err != nil {
-		return err
-	}
-	return lru.Put(stamp, nil)
-}
-
-// drop deletes an entry and its place in the LRU index.
-func drop(tx *bolt.Tx, key []byte) error {
-	used := tx.Bucket(bucketUsed)
-	if old := used.Get(key); len(old) == 8 {
-		_ = tx.Bucket(bucketLRU).Delete(append(append([]byte(nil), old...), key...))
-	}
-	_ = used.Delete(key)
-	return tx.Bucket(bucketEntries).Delete(key)
-}
-
 // get returns the answer stored under key if it is younger than ttl, and
 // marks it used (the entry itself is not rewritten). It only reads the
 // file: a write transaction writes to it even when nothing changed.
@@ -259,13 +254,15 @@ func (c *ResponseCache) get(key []byte, ttl time.Duration, now time.Time) (*cach
 		e = p.e
 	} else {
 		_ = c.db.View(func(tx *bolt.Tx) error {
-			raw := tx.Bucket(bucketEntries).Get(key)
-			if raw == nil {
+			at := tx.Bucket(bucketIndex).Get(key)
+			if len(at) != 16 {
 				return nil
 			}
 			ok = true
-			if got, err := decodeEntry(raw); err == nil {
-				e = got
+			if raw := tx.Bucket(bucketAnswers).Get(at[:8]); raw != nil {
+				if got, err := decodeEntry(raw); err == nil {
+					e = got
+				}
 			}
 			return nil
 		})
@@ -317,8 +314,11 @@ func (c *ResponseCache) signal() {
 
 // writeDelay gathers the answers of back-to-back requests into one
 // transaction: one client's requests, one after another, stored one
-// transaction each, kept a core busy with bbolt's page writes.
-const writeDelay = 50 * time.Millisecond
+// transaction each, kept a core busy with bbolt's page writes. The index
+// takes its keys at random places, and the more of them one transaction
+// brings, the more share a page: at 2,000 misses a second, 250 ms
+// instead of 50 ms took the writer from 20 to 16 µs of CPU per answer.
+const writeDelay = 250 * time.Millisecond
 
 func (c *ResponseCache) writer() {
 	defer close(c.done)
@@ -343,56 +343,17 @@ func (c *ResponseCache) flush() {
 	defer c.write.Unlock()
 	c.mu.Lock()
 	batch, used, stored, maxBytes := c.pending, c.used, c.stored, c.maxBytes
-	c.pending, c.used, c.writing = map[string]pendingPut{}, map[string]time.Time{}, batch
+	// The next batch is likely as large: its maps are made at that size,
+	// not grown a request at a time.
+	c.pending, c.used, c.writing = make(map[string]pendingPut, len(batch)), make(map[string]time.Time, len(used)), batch
 	c.mu.Unlock()
 	if len(batch) == 0 && len(used) == 0 {
 		return
 	}
 	var change int64 // to stored, once the transaction is in
-	err := c.db.Update(func(tx *bolt.Tx) error {
-		change = 0
-		entries := tx.Bucket(bucketEntries)
-		for k, p := range batch {
-			data, err := p.e.encode()
-			if err != nil {
-				continue
-			}
-			key := []byte(k)
-			change += int64(len(data)) - int64(len(entries.Get(key)))
-			if err := entries.Put(key, data); err != nil {
-				return err
-			}
-			if err := touch(tx, key, p.at); err != nil {
-				return err
-			}
-		}
-		for k, when := range used { // after the answers: one may be used in the same batch
-			key := []byte(k)
-			switch old := entries.Get(key); {
-			case old == nil:
-			case when.IsZero():
-				change -= int64(len(old))
-				if err := drop(tx, key); err != nil {
-					return err
-				}
-			default:
-				if err := touch(tx, key, when); err != nil {
-					return err
-				}
-			}
-		}
-		// Only answers stored grow the file: uses alone evict nothing (and
-		// before the first put no bound is known).
-		cur := tx.Bucket(bucketLRU).Cursor()
-		for k, _ := cur.First(); k != nil && len(batch) > 0 && stored+change > maxBytes; k, _ = cur.First() {
-			victim := append([]byte(nil), k[8:]...)
-			change -= int64(len(entries.Get(victim)))
-			if err := drop(tx, victim); err != nil {
-				return err
-			}
-			_ = tx.Bucket(bucketLRU).Delete(k) // an index line without its entry
-		}
-		return nil
+	err := c.db.Update(func(tx *bolt.Tx) (err error) {
+		change, err = writeBatch(tx, batch, used, stored, maxBytes)
+		return err
 	})
 	c.mu.Lock()
 	c.writing = nil
@@ -407,6 +368,116 @@ func (c *ResponseCache) flush() {
 	if err != nil && warn != nil {
 		warn(err)
 	}
+}
+
+// writeBatch writes answers and uses in tx and evicts the least recently
+// used entries while the file holds more than maxBytes, and returns the
+// change in stored bytes. Each bucket takes its keys in order: bbolt
+// splits a page only at commit, and a key put into the middle of a page
+// grown in this transaction moves every key after it.
+func writeBatch(tx *bolt.Tx, batch map[string]pendingPut, used map[string]time.Time, stored, maxBytes int64) (change int64, err error) {
+	answers, index, lru := tx.Bucket(bucketAnswers), tx.Bucket(bucketIndex), tx.Bucket(bucketLRU)
+	answers.FillPercent, lru.FillPercent = 1, 1 // appended to: full pages
+	seqOf := func(key []byte) []byte {
+		if at := index.Get(key); len(at) == 16 {
+			return at[:8]
+		}
+		return nil
+	}
+	remove := func(seq []byte) error {
+		change -= int64(len(answers.Get(seq)))
+		return answers.Delete(seq)
+	}
+	type place struct {
+		seq []byte
+		at  time.Time
+	}
+	next := map[string]place{} // the index's new lines; a zero place removes one
+	for _, k := range slices.Sorted(maps.Keys(batch)) {
+		data, err := batch[k].e.encode()
+		if err != nil {
+			continue
+		}
+		if old := seqOf([]byte(k)); old != nil {
+			if err := remove(old); err != nil { // the answer this one replaces
+				return 0, err
+			}
+		}
+		n, err := answers.NextSequence()
+		if err != nil {
+			return 0, err
+		}
+		seq := binary.BigEndian.AppendUint64(nil, n)
+		if err := answers.Put(seq, data); err != nil {
+			return 0, err
+		}
+		change += int64(len(data))
+		next[k] = place{seq, batch[k].at}
+	}
+	for _, k := range slices.Sorted(maps.Keys(used)) { // after the answers: one may be used in the same batch
+		p, ok := next[k]
+		if !ok {
+			if p.seq = seqOf([]byte(k)); p.seq == nil {
+				continue // gone meanwhile
+			}
+		}
+		if used[k].IsZero() { // damaged or expired
+			if err := remove(p.seq); err != nil {
+				return 0, err
+			}
+			next[k] = place{}
+			continue
+		}
+		next[k] = place{p.seq, used[k]}
+	}
+	var unlink, link [][]byte // LRU lines
+	for _, k := range slices.Sorted(maps.Keys(next)) {
+		key, p := []byte(k), next[k]
+		if at := index.Get(key); len(at) == 16 {
+			unlink = append(unlink, append(slices.Clip(at[8:]), key...))
+		}
+		if p.seq == nil {
+			if err := index.Delete(key); err != nil {
+				return 0, err
+			}
+			continue
+		}
+		line := lruKey(p.at, key)
+		if err := index.Put(key, append(slices.Clip(p.seq), line[:8]...)); err != nil {
+			return 0, err
+		}
+		link = append(link, line)
+	}
+	slices.SortFunc(unlink, bytes.Compare)
+	for _, line := range unlink {
+		if err := lru.Delete(line); err != nil {
+			return 0, err
+		}
+	}
+	slices.SortFunc(link, bytes.Compare)
+	for _, line := range link {
+		if err := lru.Put(line, nil); err != nil {
+			return 0, err
+		}
+	}
+	// Only answers stored grow the file: uses alone evict nothing (and
+	// before the first put no bound is known).
+	cur := lru.Cursor()
+	for line, _ := cur.First(); line != nil && len(batch) > 0 && stored+change > maxBytes; line, _ = cur.First() {
+		key := slices.Clone(line[8:])
+		if at := index.Get(key); len(at) == 16 && bytes.Equal(at[8:], line[:8]) {
+			if err := remove(at[:8]); err != nil {
+				return 0, err
+			}
+			if err := index.Delete(key); err != nil {
+				return 0, err
+			}
+		}
+		if err := lru.Delete(line); err != nil { // with its entry, or a line without one
+			return 0, err
+		}
+	}
+	return change, nil
 }
 
 // lazyCache opens the store the first time an upstream with a cache is

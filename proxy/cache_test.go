@@ -173,6 +173,7 @@ func TestCacheEvictsTheLeastRecentlyUsedAndSurvivesARestart(t *testing.T) {
 	size, count = c.size()
 	assert.Equal(t, size, c.storedBytes(), "counted again at open, less the expired entry dropped")
 	assert.Equal(t, 2, count, "uses evict nothing")
+	c.consistent(t)
 }
 
 // TestCacheWritesBehind: an answer stored is found at once, before the
@@ -206,6 +207,7 @@ func TestCacheWritesBehind(t *testing.T) {
 	assert.Equal(t, 3, count)
 	_, ok := c.get(key(5), time.Hour, now)
 	assert.True(t, ok, "the last answer, stored just before Close, was lost")
+	c.consistent(t)
 }
 
 // TestCacheFreshAnswerAfterAnExpiredOne: a lookup that finds an expired
@@ -227,6 +229,7 @@ func TestCacheFreshAnswerAfterAnExpiredOne(t *testing.T) {
 	e, ok := c.get(key, time.Minute, later)
 	require.True(t, ok, "the fresh answer was dropped with the expired one")
 	assert.Equal(t, "new", string(e.Body))
+	c.consistent(t)
 
 	require.NoError(t, c.Close())
 	require.NoError(t, c.Close())
@@ -245,7 +248,7 @@ func (c *ResponseCache) storedBytes() int64 {
 // size is the bytes the stored entries take, for the eviction test.
 func (c *ResponseCache) size() (n int64, count int) {
 	_ = c.db.View(func(tx *bolt.Tx) error {
-		return tx.Bucket(bucketEntries).ForEach(func(_, v []byte) error {
+		return tx.Bucket(bucketAnswers).ForEach(func(_, v []byte) error {
 			n += int64(len(v))
 			count++
 			return nil
@@ -307,4 +310,67 @@ func FuzzCanonicalJSON(f *testing.F) {
 		assert.Equal(t, decode(t, body), decode(t, c))
 		assert.Equal(t, string(c), string(canonicalJSON(nil, c)))
 	})
+}
+
+// TestCacheEmptiesAFileOfTheFirstLayout: a store written when answers
+// were kept under their request's key is emptied at open, and works.
+func TestCacheEmptiesAFileOfTheFirstLayout(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "responses.db")
+	db, err := bolt.Open(path, 0o600, nil)
+	require.NoError(t, err)
+	require.NoError(t, db.Update(func(tx *bolt.Tx) error {
+		for _, name := range oldBuckets {
+			b, err := tx.CreateBucket(name)
+			if err != nil {
+				return err
+			}
+			if err := b.Put([]byte("k"), []byte("an old answer")); err != nil {
+				return err
+			}
+		}
+		return nil
+	}))
+	require.NoError(t, db.Close())
+
+	c, err := OpenResponseCache(path)
+	require.NoError(t, err)
+	assert.Zero(t, c.storedBytes())
+	_ = c.db.View(func(tx *bolt.Tx) error {
+		for _, name := range oldBuckets {
+			assert.Nil(t, tx.Bucket(name), "%s kept", name)
+		}
+		return nil
+	})
+	key, now := cacheKey("POST", "chat/completions?", "u", nil, []byte("q")), time.Now()
+	require.NoError(t, c.put(key, &cacheEntry{Body: []byte("new"), Stored: now}, now, 1<<20))
+	require.NoError(t, c.Close())
+	c, err = OpenResponseCache(path)
+	require.NoError(t, err)
+	defer c.Close()
+	e, ok := c.get(key, time.Minute, now)
+	require.True(t, ok)
+	assert.Equal(t, "new", string(e.Body))
+	assert.Equal(t, c.storedBytes(), func() int64 { n, _ := c.size(); return n }())
+}
+
+// consistent checks the store's three trees against each other: every
+// index line names an answer and its LRU line, and nothing is left over.
+func (c *ResponseCache) consistent(t *testing.T) {
+	t.Helper()
+	require.NoError(t, c.db.View(func(tx *bolt.Tx) error {
+		answers, lines := map[string]bool{}, map[string]bool{}
+		_ = tx.Bucket(bucketAnswers).ForEach(func(k, _ []byte) error { answers[string(k)] = true; return nil })
+		_ = tx.Bucket(bucketLRU).ForEach(func(k, _ []byte) error { lines[string(k)] = true; return nil })
+		n := 0
+		_ = tx.Bucket(bucketIndex).ForEach(func(k, v []byte) error {
+			n++
+			require.Len(t, v, 16)
+			assert.True(t, answers[string(v[:8])], "an index line without its answer")
+			assert.True(t, lines[string(v[8:])+string(k)], "an index line without its LRU line")
+			return nil
+		})
+		assert.Equal(t, n, len(answers), "answers without an index line")
+		assert.Equal(t, n, len(lines), "LRU lines without an index line")
+		return nil
+	}))
 }
