@@ -108,14 +108,18 @@ func (pc *pacer) take(ctx context.Context, upstream string, labels []string, tok
 	}
 	pc.waiting.Add(1)
 	defer pc.waiting.Add(-1)
-	timer := time.NewTimer(time.Until(deadline))
-	defer timer.Stop()
 	select {
-	case pc.line <- struct{}{}:
-	case <-timer.C:
-		return nil, paceError(upstream, pc.why.Load())
-	case <-ctx.Done():
-		return nil, newAPIError(StatusClientClosed, "client_closed", "the client closed the request while it waited for the upstream's pace")
+	case pc.line <- struct{}{}: // nobody ahead: no timer to make
+	default:
+		timer := time.NewTimer(time.Until(deadline))
+		defer timer.Stop()
+		select {
+		case pc.line <- struct{}{}:
+		case <-timer.C:
+			return nil, paceError(upstream, pc.why.Load())
+		case <-ctx.Done():
+			return nil, newAPIError(StatusClientClosed, "client_closed", "the client closed the request while it waited for the upstream's pace")
+		}
 	}
 	defer func() { <-pc.line }()
 	for {
@@ -155,7 +159,7 @@ func (pc *pacer) take(ctx context.Context, upstream string, labels []string, tok
 func (k *keyPace) reserve(now time.Time, tokens int) (time.Duration, string) {
 	var wait time.Duration
 	limit := ""
-	var rs []*rate.Reservation
+	rs := make([]*rate.Reservation, 0, 2)
 	if k.req != nil {
 		r := k.req.ReserveN(now, 1)
 		rs = append(rs, r)
