@@ -73,8 +73,9 @@ bench:
 	$(GO) test -run '^$$' -bench . -benchmem ./...
 
 ## bench-wrk: only the outside measurement (wrk, one connection, the mock,
-## the floor and gatehouse serve), ROUNDS rounds of 3 s (default 9, as
-## make bench runs): for trying a change to the request path
+## the floor, gatehouse serve and gatehouse with the cache and pacing on),
+## ROUNDS rounds of 3 s (default 9, as make bench runs): for trying a
+## change to the request path
 ROUNDS ?= 9
 bench-wrk:
 	$(GO) build -o bin/gatehouse .

@@ -7,6 +7,7 @@ import (
 	"net/http/httptest"
 	"net/http/httputil"
 	"net/url"
+	"path/filepath"
 	"strings"
 	"testing"
 
@@ -146,7 +147,10 @@ func (cannedRT) RoundTrip(req *http.Request) (*http.Response, error) {
 	}
 	return &http.Response{
 		StatusCode: http.StatusOK, Proto: "HTTP/1.1", ProtoMajor: 1, ProtoMinor: 1,
-		Header:        http.Header{"Content-Type": {"application/json"}},
+		// The rate-limit headers OpenAI puts on every answer, read each time.
+		Header: http.Header{"Content-Type": {"application/json"},
+			"X-Ratelimit-Limit-Requests": {"10000"}, "X-Ratelimit-Remaining-Requests": {"9999"}, "X-Ratelimit-Reset-Requests": {"6ms"},
+			"X-Ratelimit-Limit-Tokens": {"30000000"}, "X-Ratelimit-Remaining-Tokens": {"29999990"}, "X-Ratelimit-Reset-Tokens": {"0s"}},
 		ContentLength: int64(len(cannedAnswer)),
 		Body:          io.NopCloser(strings.NewReader(cannedAnswer)),
 		Request:       req,
@@ -155,10 +159,14 @@ func (cannedRT) RoundTrip(req *http.Request) (*http.Response, error) {
 
 // benchHandler serves chat completions to h in-process, without a network.
 func benchHandler(b *testing.B, h http.Handler) {
+	benchHandlerBodies(b, h, func() string { return benchBody })
+}
+
+func benchHandlerBodies(b *testing.B, h http.Handler, body func() string) {
 	b.Helper()
 	b.ReportAllocs()
 	for b.Loop() {
-		req := httptest.NewRequest(http.MethodPost, "http://127.0.0.1:4747/v1/chat/completions", strings.NewReader(benchBody))
+		req := httptest.NewRequest(http.MethodPost, "http://127.0.0.1:4747/v1/chat/completions", strings.NewReader(body()))
 		req.Header.Set("Content-Type", "application/json")
 		req.Header.Set("Authorization", "Bearer local")
 		w := httptest.NewRecorder()
@@ -184,11 +192,33 @@ func BenchmarkHandlerBareReverseProxy(b *testing.B) {
 }
 
 func BenchmarkHandlerForwarder(b *testing.B) {
+	benchHandler(b, benchForwarder(b, Upstream{}))
+}
+
+// BenchmarkHandlerForwarderCacheAndPacing: the same with the response
+// cache on and every request a miss (each body unique, each answer
+// stored), and pacing on with room to spare.
+func BenchmarkHandlerForwarderCacheAndPacing(b *testing.B) {
+	f := benchForwarder(b, Upstream{Cache: "10m", RequestsPerMinute: 6_000_000, TokensPerMinute: 6_000_000_000})
+	lc := &lazyCache{path: filepath.Join(b.TempDir(), "responses.db")}
+	f.cache.Store(lc)
+	b.Cleanup(func() { _ = lc.close() })
+	n := 0
+	benchHandlerBodies(b, f, func() string {
+		n++
+		return fmt.Sprintf(`{"user":"bench-%d",`, n) + benchBody[1:]
+	})
+}
+
+// benchForwarder routes to three upstreams answered by cannedRT; with
+// sets the openai upstream's cache and pacing.
+func benchForwarder(b *testing.B, with Upstream) *Forwarder {
 	f := NewForwarder(envCreds(testEnv), NewRequestLog(0), nil)
 	cfg := &Config{Upstreams: []Upstream{
 		{Name: "anthropic", BaseURL: "http://127.0.0.1:1/v1", Models: []string{"claude-*"}, Auth: AuthXAPIKey, KeyEnv: "TEST_ANTHROPIC_KEY"},
 		{Name: "gemini", BaseURL: "http://127.0.0.1:1/v1beta/openai", Models: []string{"gemini-*"}, Auth: AuthGoogAPIKey, KeyEnv: "TEST_GEMINI_KEY"},
-		{Name: "openai", BaseURL: "http://127.0.0.1:1/v1", Models: []string{"gpt-*", "o3*"}, KeyEnv: "TEST_OPENAI_KEY"},
+		{Name: "openai", BaseURL: "http://127.0.0.1:1/v1", Models: []string{"gpt-*", "o3*"}, KeyEnv: "TEST_OPENAI_KEY",
+			Cache: with.Cache, RequestsPerMinute: with.RequestsPerMinute, TokensPerMinute: with.TokensPerMinute},
 	}}
 	cfg.applyDefaults()
 	if err := f.Apply(cfg, ""); err != nil {
@@ -197,7 +227,7 @@ func BenchmarkHandlerForwarder(b *testing.B) {
 	for _, u := range f.state.Load().upstreams {
 		u.transport = cannedRT{}
 	}
-	benchHandler(b, f)
+	return f
 }
 
 // BenchmarkCacheKey: what a request pays to be looked up in the cache,

@@ -20,5 +20,5 @@ func main() {
 		log.Fatal(err)
 	}
 	fmt.Println(ln.Addr().String())
-	log.Fatal((&http.Server{Handler: &mockllm.Server{NoRecord: true}}).Serve(ln))
+	log.Fatal((&http.Server{Handler: &mockllm.Server{NoRecord: true, RateLimits: true}}).Serve(ln))
 }

@@ -29,6 +29,9 @@ type Server struct {
 	Models []string
 	// NoRecord skips keeping the last request (for benchmarks).
 	NoRecord bool
+	// RateLimits puts OpenAI's x-ratelimit-* headers, with room left, on
+	// every answer, as OpenAI does: the forwarder reads them each time.
+	RateLimits bool
 
 	mu   sync.Mutex
 	last Request
@@ -103,6 +106,15 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		s.mu.Unlock()
 	}
 
+	if s.RateLimits {
+		h := w.Header()
+		h.Set("X-Ratelimit-Limit-Requests", "10000")
+		h.Set("X-Ratelimit-Remaining-Requests", "9999")
+		h.Set("X-Ratelimit-Reset-Requests", "6ms")
+		h.Set("X-Ratelimit-Limit-Tokens", "30000000")
+		h.Set("X-Ratelimit-Remaining-Tokens", "29999990")
+		h.Set("X-Ratelimit-Reset-Tokens", "0s")
+	}
 	if code, err := strconv.Atoi(r.Header.Get("X-Mock-Status")); err == nil && code >= 400 {
 		w.Header().Set("Content-Type", "application/json")
 		w.WriteHeader(code)
