@@ -75,6 +75,7 @@ type ResponseCache struct {
 	stored   int64                 // bytes of the entries in the file, counted at open and kept since
 	waiting  int64                 // bytes of the answers in pending and writing
 	maxBytes int64                 // the bound the latest put was given
+	filter   *keyFilter            // the keys stored and waiting (cachefilter.go)
 	closed   bool                  // Close has begun: nothing more is stored
 	warn     func(error)           // a batch that could not be written
 
@@ -160,6 +161,7 @@ func OpenResponseCache(path string) (*ResponseCache, error) {
 				return err
 			}
 		}
+		c.filter = buildKeyFilter(tx)
 		return tx.Bucket(bucketAnswers).ForEach(func(_, v []byte) error { c.stored += int64(len(v)); return nil })
 	})
 	if err != nil {
@@ -248,7 +250,11 @@ func (c *ResponseCache) get(key []byte, ttl time.Duration, now time.Time) (*cach
 	if !ok {
 		p, ok = c.writing[k]
 	}
+	maybe := ok || c.filter.has(key)
 	c.mu.Unlock()
+	if !maybe {
+		return nil, false // not in the file: no read
+	}
 	var e *cacheEntry
 	if ok {
 		e = p.e
@@ -298,6 +304,7 @@ func (c *ResponseCache) put(key []byte, e *cacheEntry, now time.Time, maxBytes i
 		c.waiting -= int64(len(old.e.Body))
 	}
 	c.pending[k] = pendingPut{e: e, at: now}
+	c.filter.add(key)
 	c.waiting += int64(len(e.Body))
 	delete(c.used, k) // an expired entry's drop must not take the new answer
 	c.mu.Unlock()
@@ -363,11 +370,30 @@ func (c *ResponseCache) flush() {
 	if err == nil {
 		c.stored += change
 	}
-	warn := c.warn
+	warn, full := c.warn, c.filter.room <= 0
 	c.mu.Unlock()
 	if err != nil && warn != nil {
 		warn(err)
 	}
+	if full {
+		c.rebuildFilter()
+	}
+}
+
+// rebuildFilter makes the key filter again from the index, with room for
+// as many keys again, and leaves out the keys dropped since. Answers
+// stored while it reads are added to it before it takes over.
+func (c *ResponseCache) rebuildFilter() {
+	var f *keyFilter
+	if c.db.View(func(tx *bolt.Tx) error { f = buildKeyFilter(tx); return nil }) != nil {
+		return
+	}
+	c.mu.Lock()
+	for k := range c.pending {
+		f.add([]byte(k))
+	}
+	c.filter = f
+	c.mu.Unlock()
 }
 
 // writeBatch writes answers and uses in tx and evicts the least recently

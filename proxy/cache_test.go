@@ -239,6 +239,12 @@ func TestCacheFreshAnswerAfterAnExpiredOne(t *testing.T) {
 	assert.False(t, ok, "stored after Close")
 }
 
+func (c *ResponseCache) filterRoom() int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.filter.room
+}
+
 func (c *ResponseCache) storedBytes() int64 {
 	c.mu.Lock()
 	defer c.mu.Unlock()
@@ -373,4 +379,45 @@ func (c *ResponseCache) consistent(t *testing.T) {
 		assert.Equal(t, n, len(lines), "LRU lines without an index line")
 		return nil
 	}))
+}
+
+// TestCacheKeyFilter: a lookup of a key never stored reads the file
+// about once in a hundred; every stored key is found, after a restart
+// too, and after the filter filled up and was built again.
+func TestCacheKeyFilter(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "responses.db")
+	c, err := OpenResponseCache(path)
+	require.NoError(t, err)
+	now := time.Now()
+	key := func(i int) []byte { return cacheKey("POST", "chat/completions?", "u", nil, []byte(fmt.Sprint(i))) }
+	stored := 0
+	store := func(n int) {
+		for range n {
+			require.NoError(t, c.put(key(stored), &cacheEntry{Body: []byte("a"), Stored: now}, now, 1<<30))
+			stored++
+		}
+		c.flush()
+	}
+	reads := func(from, to int) (n int) {
+		before := c.db.Stats().TxN
+		for i := from; i < to; i++ {
+			_, ok := c.get(key(i), time.Hour, now)
+			require.Equal(t, i < stored, ok, "key %d (stored: %d)", i, stored)
+		}
+		return c.db.Stats().TxN - before
+	}
+	store(3000)
+	assert.LessOrEqual(t, reads(1_000_000, 1_001_000), 30, "absent keys read the file")
+	assert.Equal(t, 3000, reads(0, 3000), "every stored key is read")
+	require.NoError(t, c.Close())
+
+	c, err = OpenResponseCache(path)
+	require.NoError(t, err)
+	defer c.Close()
+	assert.LessOrEqual(t, reads(1_000_000, 1_001_000), 30, "absent keys read the file after a restart")
+	room := c.filterRoom()
+	store(room) // fills it: the writer builds it again
+	assert.Positive(t, c.filterRoom(), "not built again")
+	assert.Equal(t, stored, reads(0, stored))
+	assert.LessOrEqual(t, reads(1_000_000, 1_001_000), 30, "absent keys read the file after the filter was built again")
 }
