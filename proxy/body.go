@@ -8,6 +8,7 @@ import (
 	"mime"
 	"mime/multipart"
 	"net/http"
+	"slices"
 	"strings"
 	"unicode/utf8"
 	"unsafe"
@@ -52,7 +53,13 @@ var (
 type jsonFields struct {
 	model, stream gjson.Result // the first of each, as gjson.Get finds it
 	usageOption   bool         // a stream_options has include_usage
+	// The first of each field that bounds the answer, in the order
+	// estimateTokens reads them: max_tokens, max_completion_tokens,
+	// max_output_tokens, generationConfig (its maxOutputTokens).
+	maxTokens [4]gjson.Result
 }
+
+var maxTokenFields = [...]string{"max_tokens", "max_completion_tokens", "max_output_tokens", "generationConfig"}
 
 // scanJSON reads the jsonFields of body, as gjson.Get would find them: from
 // the first '{' (what comes before, a byte-order mark say, is skipped) to
@@ -81,6 +88,10 @@ func scanJSON(contentType string, body []byte) jsonFields {
 			f.stream = v
 		case k.Str == "stream_options" && !f.usageOption:
 			f.usageOption = v.Get("include_usage").Exists()
+		default:
+			if i := slices.Index(maxTokenFields[:], k.Str); i >= 0 && !f.maxTokens[i].Exists() {
+				f.maxTokens[i] = v
+			}
 		}
 		// ForEach would go on past the closing brace to the next quote
 		// (and past an empty object's, above).

@@ -98,7 +98,11 @@ func FuzzExtractModel(f *testing.F) {
 		// before, another object after). Inside broken JSON the two read
 		// differently, and neither is right.
 		if i := strings.IndexAny(body, "{["); i >= 0 && json.NewDecoder(strings.NewReader(body[i:])).Decode(new(json.RawMessage)) == nil {
-			for path, res := range map[string]gjson.Result{"model": fields.model, "stream": fields.stream} {
+			results := map[string]gjson.Result{"model": fields.model, "stream": fields.stream}
+			for i, name := range maxTokenFields {
+				results[name] = fields.maxTokens[i]
+			}
+			for path, res := range results {
 				if want := gjson.Get(body, path); res.Raw != want.Raw {
 					t.Fatalf("body %q: %s is %q in one pass, %q by gjson.Get", body, path, res.Raw, want.Raw)
 				}

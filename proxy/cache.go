@@ -193,21 +193,27 @@ func (c *ResponseCache) Close() error {
 // cacheKey names a request: method, path, upstream, the headers that
 // change its meaning (cacheKeyHeaders), and its canonical body.
 func cacheKey(method, path, upstream string, header http.Header, body []byte) []byte {
-	h := sha256.New()
+	buf := canonicalBufs.Get().(*[]byte)
+	b := (*buf)[:0]
 	for _, s := range [...]string{method, path, upstream} {
-		h.Write([]byte(s))
-		h.Write([]byte{0})
+		b = append(append(b, s...), 0)
 	}
 	for _, k := range cacheKeyHeaders {
-		fmt.Fprintf(h, "%s=%s\x00", k, strings.Join(header.Values(k), ","))
+		b = append(append(b, k...), '=')
+		for i, v := range header.Values(k) {
+			if i > 0 {
+				b = append(b, ',')
+			}
+			b = append(b, v...)
+		}
+		b = append(b, 0)
 	}
-	buf := canonicalBufs.Get().(*[]byte)
-	*buf = canonicalJSON((*buf)[:0], body)
-	h.Write(*buf)
-	if cap(*buf) <= maxPooledCanonical {
+	b = canonicalJSON(b, body)
+	sum := sha256.Sum256(b)
+	if *buf = b; cap(b) <= maxPooledCanonical {
 		canonicalBufs.Put(buf)
 	}
-	return h.Sum(nil)
+	return sum[:]
 }
 
 // canonicalOptions give a JSON body the order of members and the form of

@@ -9,7 +9,6 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/tidwall/gjson"
 	"golang.org/x/time/rate"
 )
 
@@ -209,14 +208,17 @@ func paceError(upstream string, w *paceWait) *apiError {
 // a quarter of its body's bytes for the prompt, where each embedded
 // base64 file (an image, a PDF, audio) counts mediaTokens rather than its
 // bytes.
-func estimateTokens(body []byte) int {
+func estimateTokens(body []byte, fields jsonFields) int {
 	n, blobs := len(body), base64Blob.FindAllIndex(body, -1)
 	for _, m := range blobs {
 		n -= m[1] - m[0]
 	}
 	n = n/4 + mediaTokens*len(blobs)
-	for _, field := range []string{"max_tokens", "max_completion_tokens", "max_output_tokens", "generationConfig.maxOutputTokens"} {
-		if v := gjson.GetBytes(body, field); v.Exists() {
+	for i, v := range fields.maxTokens { // read in the body's one pass (scanJSON)
+		if i == len(fields.maxTokens)-1 {
+			v = v.Get("maxOutputTokens")
+		}
+		if v.Exists() {
 			n += int(v.Int())
 			break
 		}

@@ -142,9 +142,17 @@ func TestQueueShowsPacedRequests(t *testing.T) {
 }
 
 func TestEstimateTokens(t *testing.T) {
-	assert.Equal(t, 1000+len(`{"model":"m","max_tokens":1000}`)/4, estimateTokens([]byte(`{"model":"m","max_tokens":1000}`)))
-	assert.Equal(t, 50+len(`{"max_output_tokens":50}`)/4, estimateTokens([]byte(`{"max_output_tokens":50}`)))
-	assert.Equal(t, 3, estimateTokens([]byte(`{"model":"abc"}`)))
+	for body, want := range map[string]int{
+		`{"model":"m","max_tokens":1000}`:                               1000,
+		`{"max_output_tokens":50}`:                                      50,
+		`{"model":"abc"}`:                                               0,
+		`{"max_completion_tokens":70,"max_tokens":20}`:                  20, // max_tokens first, wherever it is
+		`{"generationConfig":{"maxOutputTokens":300},"contents":[]}`:    300,
+		`{"generationConfig":{"temperature":0},"max_output_tokens":40}`: 40,
+		`{"messages":[{"max_tokens":9}],"max_tokens":5}`:                5, // a field of the top level only
+	} {
+		assert.Equal(t, want+len(body)/4, estimateTokens([]byte(body), scanJSON("application/json", []byte(body))), body)
+	}
 }
 
 func TestEstimateCountsAnImageAsAnImage(t *testing.T) {
@@ -153,7 +161,7 @@ func TestEstimateCountsAnImageAsAnImage(t *testing.T) {
 		`{"model":"m","max_tokens":100,"messages":[{"role":"user","content":[{"type":"image_url","image_url":{"url":"data:image/png;base64,` + img + `"}}]}]}`,
 		`{"model":"m","max_tokens":100,"messages":[{"role":"user","content":[{"type":"image","source":{"type":"base64","media_type":"image/png","data":"` + img + `"}}]}]}`,
 	} {
-		got := estimateTokens([]byte(body))
+		got := estimateTokens([]byte(body), scanJSON("application/json", []byte(body)))
 		assert.Less(t, got, 100+mediaTokens+200, "an image counted by its bytes")
 		assert.GreaterOrEqual(t, got, 100+mediaTokens)
 	}
