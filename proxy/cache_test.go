@@ -421,3 +421,19 @@ func TestCacheKeyFilter(t *testing.T) {
 	assert.Equal(t, stored, reads(0, stored))
 	assert.LessOrEqual(t, reads(1_000_000, 1_001_000), 30, "absent keys read the file after the filter was built again")
 }
+
+func TestCacheEntryRoundTrip(t *testing.T) {
+	e := &cacheEntry{ContentType: "text/event-stream; charset=utf-8", Body: []byte("data: {}\n\n"),
+		Stored: time.Unix(1764660000, 123456789), PromptTokens: 12, CompletionTokens: 1 << 40}
+	raw, err := e.encode()
+	require.NoError(t, err)
+	got, err := decodeEntry(raw)
+	require.NoError(t, err)
+	assert.True(t, got.Stored.Equal(e.Stored))
+	got.Stored = e.Stored
+	assert.Equal(t, e, got)
+	for _, bad := range [][]byte{nil, raw[:20], append([]byte{9}, raw[1:]...), raw[:30]} {
+		_, err := decodeEntry(bad)
+		assert.Error(t, err, "%q", bad)
+	}
+}
