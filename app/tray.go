@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"strings"
 	"time"
 
@@ -190,8 +191,9 @@ type tray struct {
 	u        *ui
 	desk     desktop.App // nil where there is no tray (tests, mobile)
 	menuKey  string
-	shape    string    // menuShape of the menu last set
+	shape    string    // the key of the menu last set, without its figures
 	setAt    time.Time // when it was set
+	wake     time.Time // a redraw is asked for then: figures held back
 	now      func() time.Time
 	iconName string
 	menu     *fyne.Menu // the menu last set, for tests
@@ -240,13 +242,18 @@ func (t *tray) apply(s Snapshot) {
 		}
 	}()
 	m := trayMenu(s, t.actions())
-	key := menuKey(m)
-	shape := menuShape(key)
-	if key != t.menuKey && (shape != t.shape || t.now().Sub(t.setAt) >= trayCalm) {
-		t.menuKey, t.shape, t.setAt, t.menu = key, shape, t.now(), m
+	key, shape, now := menuKey(m), menuKey(trayMenu(withoutFigures(s), trayActions{})), t.now()
+	due := t.setAt.Add(trayCalm)
+	switch {
+	case key == t.menuKey:
+	case shape != t.shape || !now.Before(due):
+		t.menuKey, t.shape, t.setAt, t.menu = key, shape, now, m
 		if t.desk != nil {
 			t.desk.SetSystemTrayMenu(m)
 		}
+	case t.wake.Before(due): // only figures changed: shown once the calm is over
+		t.wake = due
+		time.AfterFunc(due.Sub(now), t.u.backend.notify)
 	}
 	if name := trayState(s); name != t.iconName {
 		t.iconName = name
@@ -286,21 +293,25 @@ func menuKey(m *fyne.Menu) string {
 // a tray menu whole, with new ids for every item, and a click on an id
 // just replaced is lost; in an outage the failure count changes with
 // every request, and the menu must stay clickable then above all. A
-// change in anything else (state, an item added or gone, a check, a
-// member going down) is set at once; the figures follow on the backend's
-// next redraw, which comes at least every 5 seconds.
+// change in anything else (state, an item added or gone, a check, an
+// address, a member going down) is set at once; held-back figures are
+// set when the calm is over (apply asks the backend for a redraw then).
 const trayCalm = 4 * time.Second
 
-// menuShape is a menu's key without its digits: what changes when only
-// figures do. The listen address is in the status line; a change of port
-// is rare and waits trayCalm at most.
-func menuShape(key string) string {
-	return strings.Map(func(r rune) rune {
-		if r >= '0' && r <= '9' {
-			return -1
+// withoutFigures is s with the figures that change by themselves at one
+// value: the count of failures (whether there are any still shows) and
+// the members' latencies.
+func withoutFigures(s Snapshot) Snapshot {
+	s.Recent.Failures = min(s.Recent.Failures, 1)
+	s.Status.Pools = slices.Clone(s.Status.Pools)
+	for i := range s.Status.Pools {
+		members := slices.Clone(s.Status.Pools[i].Members)
+		for j := range members {
+			members[j].Latency = 0
 		}
-		return r
-	}, key)
+		s.Status.Pools[i].Members = members
+	}
+	return s
 }
 
 // checkNow runs every pool's checks off Fyne's thread.

@@ -181,6 +181,24 @@ func TestTrayMenuStaysWhileOnlyFiguresChange(t *testing.T) {
 	h.refresh()
 	assert.NotSame(t, second, h.ui.tray.menu, "pausing is shown at once")
 	assert.Equal(t, "Paused", h.ui.tray.menu.Items[0].Label)
+
+	// A member's latency is a figure; its address is not, digits or not.
+	tr := h.ui.tray
+	s := Snapshot{State: stateRunning, Listen: "127.0.0.1:4747", Status: twoPools()}
+	tr.apply(s)
+	pools := tr.menu
+	s.Status = twoPools()
+	s.Status.Pools[0].Members[0].Latency = 15 * time.Millisecond
+	tr.apply(s)
+	assert.Same(t, pools, tr.menu, "only a latency changed, within trayCalm")
+	assert.Equal(t, tr.setAt.Add(trayCalm), tr.wake, "no redraw asked for when the calm is over")
+	s.Status = twoPools()
+	s.Status.Pools[0].Members[0].URL = "socks5://127.0.0.1:1081"
+	tr.apply(s)
+	assert.NotSame(t, pools, tr.menu, "a member's new port waited")
+	s.Listen = "127.0.0.1:4848"
+	tr.apply(s)
+	assert.Equal(t, "Forwarding on 127.0.0.1:4848", tr.menu.Items[0].Label, "a new listen port waited")
 }
 
 func TestNotificationsOncePerEvent(t *testing.T) {
