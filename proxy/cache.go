@@ -4,11 +4,13 @@ import (
 	"bytes"
 	"crypto/sha256"
 	"encoding/binary"
+	"errors"
 	"fmt"
 	"maps"
 	"net/http"
 	"os"
 	"path/filepath"
+	"runtime/debug"
 	"slices"
 	"strings"
 	"sync"
@@ -16,6 +18,7 @@ import (
 
 	"github.com/go-json-experiment/json/jsontext"
 	bolt "go.etcd.io/bbolt"
+	berrors "go.etcd.io/bbolt/errors"
 )
 
 // The response cache, opt in per upstream (cache = "10m"): a POST to a
@@ -84,6 +87,10 @@ type ResponseCache struct {
 	done  chan struct{}
 	once  sync.Once
 	err   error // Close's
+
+	// Notice, when set, says what the open did that the user should know
+	// (a damaged file moved aside).
+	Notice error
 }
 
 type pendingPut struct {
@@ -144,18 +151,63 @@ func DefaultCachePath() (string, error) {
 }
 
 // OpenResponseCache opens (or makes) the store at path. Another process
-// holding it (a second forwarder) makes this fail within a second.
+// holding it (a second forwarder) makes this fail within a second. A
+// damaged file is moved aside (path + ".damaged") and a new one begun:
+// Notice says so.
 func OpenResponseCache(path string) (*ResponseCache, error) {
 	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
 		return nil, err
 	}
-	// NoSync: a crash may lose the last answers stored, never corrupt the
-	// file (bbolt's pages are copy-on-write); a cache can afford that.
-	db, err := bolt.Open(path, 0o600, &bolt.Options{Timeout: time.Second, NoSync: true, NoFreelistSync: true, FreelistType: bolt.FreelistMapType})
+	c, err := openResponseCache(path)
+	if err == nil || !errors.Is(err, errDamagedCache) {
+		return c, err
+	}
+	aside := path + ".damaged"
+	if rerr := os.Rename(path, aside); rerr != nil {
+		return nil, fmt.Errorf("%w; moving it aside failed: %v", err, rerr)
+	}
+	damage := err
+	if c, err = openResponseCache(path); err != nil {
+		return nil, err
+	}
+	c.Notice = fmt.Errorf("%w; it was moved to %s and the cache starts empty", damage, aside)
+	return c, nil
+}
+
+var errDamagedCache = errors.New("the response cache file is damaged")
+
+func damaged(path string, why any) error {
+	return fmt.Errorf("%w: %s (%v)", errDamagedCache, path, why)
+}
+
+// openResponseCache opens the file and reads what the store keeps in
+// memory (the bytes stored, the key filter). bbolt panics, or faults on
+// its mapping, on some damaged pages; in this goroutine that is taken as
+// a damaged file, not the end of the program.
+func openResponseCache(path string) (c *ResponseCache, err error) {
+	var db *bolt.DB
+	defer debug.SetPanicOnFault(debug.SetPanicOnFault(true))
+	defer func() {
+		if p := recover(); p != nil {
+			if db != nil {
+				db.Close()
+			} // else it panicked in bolt.Open, whose file stays open until the program ends
+			c, err = nil, damaged(path, p)
+		}
+	}()
+	// bbolt's own fsync per batch (at most four a second, on the writer's
+	// goroutine) keeps the file whole through a power loss, which its
+	// copy-on-write pages alone do not when writes reach the disk out of
+	// order; a freelist written each time spares a walk of the whole file
+	// at every open.
+	db, err = bolt.Open(path, 0o600, &bolt.Options{Timeout: time.Second, FreelistType: bolt.FreelistMapType})
+	if errors.Is(err, berrors.ErrInvalid) || errors.Is(err, berrors.ErrChecksum) || errors.Is(err, berrors.ErrVersionMismatch) {
+		return nil, damaged(path, err)
+	}
 	if err != nil {
 		return nil, fmt.Errorf("open the response cache %s: %w", path, err)
 	}
-	c := &ResponseCache{db: db, pending: map[string]pendingPut{}, used: map[string]time.Time{},
+	c = &ResponseCache{db: db, pending: map[string]pendingPut{}, used: map[string]time.Time{},
 		kick: make(chan struct{}, 1), stop: make(chan struct{}), done: make(chan struct{})}
 	err = db.Update(func(tx *bolt.Tx) error {
 		for _, b := range oldBuckets {
@@ -540,6 +592,9 @@ func (l *lazyCache) get(log func(error)) *ResponseCache {
 		c.mu.Lock()
 		c.warn = log
 		c.mu.Unlock()
+		if c.Notice != nil {
+			log(c.Notice)
+		}
 		l.c = c
 	})
 	return l.c

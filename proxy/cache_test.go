@@ -437,3 +437,52 @@ func TestCacheEntryRoundTrip(t *testing.T) {
 		assert.Error(t, err, "%q", bad)
 	}
 }
+
+// TestCacheMovesADamagedFileAside: a file whose pages were overwritten
+// (or that is not a store at all) is moved aside with a notice, and the
+// cache starts empty instead of taking the program down.
+func TestCacheMovesADamagedFileAside(t *testing.T) {
+	for name, damage := range map[string]func(data []byte) []byte{
+		"pages overwritten": func(data []byte) []byte {
+			for i := 4 * 4096; i < len(data); i++ { // past the meta and freelist pages
+				data[i] = 0xff
+			}
+			return data
+		},
+		"not a store": func([]byte) []byte { return []byte("some other file\n") },
+		"the answers' pages overwritten": func(data []byte) []byte {
+			for i := len(data) / 2; i < len(data); i++ {
+				data[i] = 0x5a
+			}
+			return data
+		},
+	} {
+		t.Run(name, func(t *testing.T) {
+			path := filepath.Join(t.TempDir(), "responses.db")
+			c, err := OpenResponseCache(path)
+			require.NoError(t, err)
+			now := time.Now()
+			for i := range 200 {
+				key := cacheKey("POST", "chat/completions?", "u", nil, []byte(fmt.Sprint(i)))
+				require.NoError(t, c.put(key, &cacheEntry{Body: []byte(strings.Repeat("z", 500)), Stored: now}, now, 1<<30))
+			}
+			require.NoError(t, c.Close())
+			data, err := os.ReadFile(path)
+			require.NoError(t, err)
+			require.NoError(t, os.WriteFile(path, damage(data), 0o600))
+
+			c, err = OpenResponseCache(path)
+			require.NoError(t, err)
+			defer c.Close()
+			require.Error(t, c.Notice)
+			assert.Contains(t, c.Notice.Error(), "damaged")
+			assert.Contains(t, c.Notice.Error(), path+".damaged")
+			assert.FileExists(t, path+".damaged")
+			assert.Zero(t, c.storedBytes())
+			key := cacheKey("POST", "chat/completions?", "u", nil, []byte("new"))
+			require.NoError(t, c.put(key, &cacheEntry{Body: []byte("a"), Stored: now}, now, 1<<30))
+			_, ok := c.get(key, time.Hour, now)
+			assert.True(t, ok)
+		})
+	}
+}
