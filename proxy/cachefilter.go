@@ -22,7 +22,7 @@ type keyFilter struct {
 
 const (
 	filterHashes  = 7       // with 10 bits a key: about 1% false positives
-	filterMinKeys = 1 << 14 // 20 KB: the smallest filter
+	filterMinKeys = 1 << 14 // the smallest filter: 32 KB
 )
 
 // newKeyFilter is sized for twice n keys (n is what it starts with).
