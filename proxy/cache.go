@@ -68,7 +68,8 @@ var (
 // after is a hit), and one goroutine writes them in one transaction per
 // batch; Close writes what is left.
 type ResponseCache struct {
-	db *bolt.DB
+	db   *bolt.DB
+	path string
 
 	mu       sync.Mutex
 	pending  map[string]pendingPut // stored, not yet being written
@@ -79,6 +80,7 @@ type ResponseCache struct {
 	maxBytes int64                 // the bound the latest put was given
 	filter   *keyFilter            // the keys stored and waiting (cachefilter.go)
 	closed   bool                  // Close has begun: nothing more is stored
+	broken   bool                  // the file turned out damaged: no more reads or writes
 	warn     func(error)           // a batch that could not be written
 
 	write sync.Mutex // one batch at a time
@@ -207,7 +209,7 @@ func openResponseCache(path string) (c *ResponseCache, err error) {
 	if err != nil {
 		return nil, fmt.Errorf("open the response cache %s: %w", path, err)
 	}
-	c = &ResponseCache{db: db, pending: map[string]pendingPut{}, used: map[string]time.Time{},
+	c = &ResponseCache{db: db, path: path, pending: map[string]pendingPut{}, used: map[string]time.Time{},
 		kick: make(chan struct{}, 1), stop: make(chan struct{}), done: make(chan struct{})}
 	err = db.Update(func(tx *bolt.Tx) error {
 		for _, b := range oldBuckets {
@@ -317,7 +319,7 @@ func (c *ResponseCache) get(key []byte, ttl time.Duration, now time.Time) (*cach
 	if !ok {
 		p, ok = c.writing[k]
 	}
-	maybe := ok || c.filter.has(key)
+	maybe := ok || !c.broken && c.filter.has(key)
 	c.mu.Unlock()
 	if !maybe {
 		return nil, false // not in the file: no read
@@ -326,18 +328,20 @@ func (c *ResponseCache) get(key []byte, ttl time.Duration, now time.Time) (*cach
 	if ok {
 		e = p.e
 	} else {
-		_ = c.db.View(func(tx *bolt.Tx) error {
-			at := tx.Bucket(bucketIndex).Get(key)
-			if len(at) != 16 {
-				return nil
-			}
-			ok = true
-			if raw := tx.Bucket(bucketAnswers).Get(at[:8]); raw != nil {
-				if got, err := decodeEntry(raw); err == nil {
-					e = got
+		_ = c.guard(func() error {
+			return c.db.View(func(tx *bolt.Tx) error {
+				at := tx.Bucket(bucketIndex).Get(key)
+				if len(at) != 16 {
+					return nil
 				}
-			}
-			return nil
+				ok = true
+				if raw := tx.Bucket(bucketAnswers).Get(at[:8]); raw != nil {
+					if got, err := decodeEntry(raw); err == nil {
+						e = got
+					}
+				}
+				return nil
+			})
 		})
 	}
 	if !ok {
@@ -363,7 +367,7 @@ func (c *ResponseCache) put(key []byte, e *cacheEntry, now time.Time, maxBytes i
 	k := string(key)
 	c.mu.Lock()
 	c.maxBytes = maxBytes // cache_max_mb, as the config says now
-	if c.closed || c.waiting+int64(len(e.Body)) > maxBytes {
+	if c.closed || c.broken || c.waiting+int64(len(e.Body)) > maxBytes {
 		c.mu.Unlock()
 		return nil
 	}
@@ -425,9 +429,11 @@ func (c *ResponseCache) flush() {
 		return
 	}
 	var change int64 // to stored, once the transaction is in
-	err := c.db.Update(func(tx *bolt.Tx) (err error) {
-		change, err = writeBatch(tx, batch, used, stored, maxBytes)
-		return err
+	err := c.guard(func() error {
+		return c.db.Update(func(tx *bolt.Tx) (err error) {
+			change, err = writeBatch(tx, batch, used, stored, maxBytes)
+			return err
+		})
 	})
 	c.mu.Lock()
 	c.writing = nil
@@ -447,12 +453,35 @@ func (c *ResponseCache) flush() {
 	}
 }
 
+// guard runs f, which reads or writes the file, and takes a panic or a
+// memory fault in bbolt (a page damaged after the open, by a disk say) as
+// the end of this file's use: the cache answers nothing more and stores
+// nothing more until the next start (whose open moves a file it finds
+// damaged aside). bbolt rolls its transaction back on a panic, so its
+// locks are free for Close.
+func (c *ResponseCache) guard(f func() error) (err error) {
+	defer debug.SetPanicOnFault(debug.SetPanicOnFault(true))
+	defer func() {
+		if p := recover(); p != nil {
+			err = damaged(c.path, p)
+			c.mu.Lock()
+			first, warn := !c.broken, c.warn
+			c.broken = true
+			c.mu.Unlock()
+			if first && warn != nil {
+				warn(fmt.Errorf("%w; answers are not cached until the next start", err))
+			}
+		}
+	}()
+	return f()
+}
+
 // rebuildFilter makes the key filter again from the index, with room for
 // as many keys again, and leaves out the keys dropped since. Answers
 // stored while it reads are added to it before it takes over.
 func (c *ResponseCache) rebuildFilter() {
 	var f *keyFilter
-	if c.db.View(func(tx *bolt.Tx) error { f = buildKeyFilter(tx); return nil }) != nil {
+	if c.guard(func() error { return c.db.View(func(tx *bolt.Tx) error { f = buildKeyFilter(tx); return nil }) }) != nil {
 		return
 	}
 	c.mu.Lock()

@@ -486,3 +486,44 @@ func TestCacheMovesADamagedFileAside(t *testing.T) {
 		})
 	}
 }
+
+// TestCacheDamagedWhileOpen: pages damaged under a cache in use (a disk
+// error, another program) end its use with one warning instead of taking
+// the program down; the next start moves the file aside.
+func TestCacheDamagedWhileOpen(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "responses.db")
+	c, err := OpenResponseCache(path)
+	require.NoError(t, err)
+	var warnings []error
+	c.warn = func(err error) { warnings = append(warnings, err) }
+	now := time.Now()
+	key := func(i int) []byte { return cacheKey("POST", "chat/completions?", "u", nil, []byte(fmt.Sprint(i))) }
+	for i := range 200 {
+		require.NoError(t, c.put(key(i), &cacheEntry{Body: []byte(strings.Repeat("z", 500)), Stored: now}, now, 1<<30))
+	}
+	c.flush()
+	f, err := os.OpenFile(path, os.O_RDWR, 0)
+	require.NoError(t, err)
+	info, err := f.Stat()
+	require.NoError(t, err)
+	_, err = f.WriteAt(bytes.Repeat([]byte{0xff}, int(info.Size())-4*4096), 4*4096)
+	require.NoError(t, err)
+	require.NoError(t, f.Close())
+
+	for i := range 200 {
+		_, ok := c.get(key(i), time.Hour, now)
+		require.False(t, ok, "an answer read from a damaged page")
+	}
+	require.NoError(t, c.put(key(1000), &cacheEntry{Body: []byte("a"), Stored: now}, now, 1<<30))
+	_, ok := c.get(key(1000), time.Hour, now)
+	assert.False(t, ok, "stored after the damage was found")
+	c.flush()
+	require.Len(t, warnings, 1)
+	assert.ErrorIs(t, warnings[0], errDamagedCache)
+	require.NoError(t, c.Close())
+
+	c, err = OpenResponseCache(path)
+	require.NoError(t, err)
+	defer c.Close()
+	assert.Error(t, c.Notice, "the next start kept the damaged file")
+}
