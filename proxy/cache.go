@@ -52,12 +52,14 @@ const maxCachedAnswer = 16 << 20
 
 var (
 	bucketAnswers = []byte("answers") // sequence (8 bytes, big-endian) → entry (encode)
-	bucketIndex   = []byte("index")   // key → sequence + last use (8 bytes each, big-endian ns)
+	bucketIndex   = []byte("index")   // key → sequence + last use (indexValue: 8 bytes each, big-endian ns)
 	bucketLRU     = []byte("lastuse") // last use + key → nothing, oldest first
 	// The buckets of the first layout (key → entry, key → last use, the
 	// same LRU lines); a file that has them is emptied at open.
 	oldBuckets = [][]byte{[]byte("entries"), []byte("used"), []byte("lru")}
 )
+
+const indexValue = 16
 
 // ResponseCache is the store.
 //
@@ -114,13 +116,16 @@ type cacheEntry struct {
 // type's length in two bytes and the content type), then the body as it
 // is. A JSON header took a few microseconds of the writer's time an
 // answer.
-const entryVersion = 1
+const (
+	entryVersion = 1
+	entryHead    = 27 // the bytes before the content type
+)
 
 func (e *cacheEntry) encode() ([]byte, error) {
 	if len(e.ContentType) > 0xffff {
 		return nil, fmt.Errorf("content type of %d bytes", len(e.ContentType))
 	}
-	out := make([]byte, 0, 27+len(e.ContentType)+len(e.Body))
+	out := make([]byte, 0, entryHead+len(e.ContentType)+len(e.Body))
 	out = append(out, entryVersion)
 	out = binary.BigEndian.AppendUint64(out, uint64(e.Stored.UnixNano()))
 	out = binary.BigEndian.AppendUint64(out, uint64(e.PromptTokens))
@@ -130,15 +135,15 @@ func (e *cacheEntry) encode() ([]byte, error) {
 }
 
 func decodeEntry(raw []byte) (*cacheEntry, error) {
-	if len(raw) < 27 || raw[0] != entryVersion || 27+int(binary.BigEndian.Uint16(raw[25:])) > len(raw) {
+	if len(raw) < entryHead || raw[0] != entryVersion || entryHead+int(binary.BigEndian.Uint16(raw[25:])) > len(raw) {
 		return nil, fmt.Errorf("damaged cache entry")
 	}
-	n := 27 + int(binary.BigEndian.Uint16(raw[25:]))
+	n := entryHead + int(binary.BigEndian.Uint16(raw[25:]))
 	return &cacheEntry{
 		Stored:           time.Unix(0, int64(binary.BigEndian.Uint64(raw[1:]))),
 		PromptTokens:     int64(binary.BigEndian.Uint64(raw[9:])),
 		CompletionTokens: int64(binary.BigEndian.Uint64(raw[17:])),
-		ContentType:      string(raw[27:n]),
+		ContentType:      string(raw[entryHead:n]),
 		Body:             bytes.Clone(raw[n:]), // raw lives only in its transaction
 	}, nil
 }
@@ -243,9 +248,15 @@ func (c *ResponseCache) Close() error {
 		c.closed = true
 		c.mu.Unlock()
 		close(c.stop)
-		<-c.done
-		if c.err = c.db.Sync(); c.err != nil {
-			c.db.Close()
+		<-c.done // the last batch is written, and synced as each is
+		c.mu.Lock()
+		broken := c.broken
+		c.mu.Unlock()
+		if broken {
+			// A panic inside bbolt (one in a commit does) can leave its
+			// locks held, and closing would wait for them for ever: the
+			// file stays open until the program ends. The damage was
+			// reported when it was found.
 			return
 		}
 		c.err = c.db.Close()
@@ -331,7 +342,7 @@ func (c *ResponseCache) get(key []byte, ttl time.Duration, now time.Time) (*cach
 		_ = c.guard(func() error {
 			return c.db.View(func(tx *bolt.Tx) error {
 				at := tx.Bucket(bucketIndex).Get(key)
-				if len(at) != 16 {
+				if len(at) != indexValue {
 					return nil
 				}
 				ok = true
@@ -443,9 +454,9 @@ func (c *ResponseCache) flush() {
 	if err == nil {
 		c.stored += change
 	}
-	warn, full := c.warn, c.filter.room <= 0
+	warn, full := c.warn, c.filter.room <= 0 && !c.broken
 	c.mu.Unlock()
-	if err != nil && warn != nil {
+	if err != nil && !errors.Is(err, errDamagedCache) && warn != nil { // guard warned of damage
 		warn(err)
 	}
 	if full {
@@ -457,8 +468,7 @@ func (c *ResponseCache) flush() {
 // memory fault in bbolt (a page damaged after the open, by a disk say) as
 // the end of this file's use: the cache answers nothing more and stores
 // nothing more until the next start (whose open moves a file it finds
-// damaged aside). bbolt rolls its transaction back on a panic, so its
-// locks are free for Close.
+// damaged aside), and Close leaves the file to the program's end.
 func (c *ResponseCache) guard(f func() error) (err error) {
 	defer debug.SetPanicOnFault(debug.SetPanicOnFault(true))
 	defer func() {
@@ -501,7 +511,7 @@ func writeBatch(tx *bolt.Tx, batch map[string]pendingPut, used map[string]time.T
 	answers, index, lru := tx.Bucket(bucketAnswers), tx.Bucket(bucketIndex), tx.Bucket(bucketLRU)
 	answers.FillPercent, lru.FillPercent = 1, 1 // appended to: full pages
 	seqOf := func(key []byte) []byte {
-		if at := index.Get(key); len(at) == 16 {
+		if at := index.Get(key); len(at) == indexValue {
 			return at[:8]
 		}
 		return nil
@@ -555,7 +565,7 @@ func writeBatch(tx *bolt.Tx, batch map[string]pendingPut, used map[string]time.T
 	var unlink, link [][]byte // LRU lines
 	for _, k := range slices.Sorted(maps.Keys(next)) {
 		key, p := []byte(k), next[k]
-		if at := index.Get(key); len(at) == 16 {
+		if at := index.Get(key); len(at) == indexValue {
 			unlink = append(unlink, append(slices.Clip(at[8:]), key...))
 		}
 		if p.seq == nil {
@@ -587,7 +597,7 @@ func writeBatch(tx *bolt.Tx, batch map[string]pendingPut, used map[string]time.T
 	cur := lru.Cursor()
 	for line, _ := cur.First(); line != nil && len(batch) > 0 && stored+change > maxBytes; line, _ = cur.First() {
 		key := slices.Clone(line[8:])
-		if at := index.Get(key); len(at) == 16 && bytes.Equal(at[8:], line[:8]) {
+		if at := index.Get(key); len(at) == indexValue && bytes.Equal(at[8:], line[:8]) {
 			if err := remove(at[:8]); err != nil {
 				return 0, err
 			}

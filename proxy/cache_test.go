@@ -370,7 +370,7 @@ func (c *ResponseCache) consistent(t *testing.T) {
 		n := 0
 		_ = tx.Bucket(bucketIndex).ForEach(func(k, v []byte) error {
 			n++
-			require.Len(t, v, 16)
+			require.Len(t, v, indexValue)
 			assert.True(t, answers[string(v[:8])], "an index line without its answer")
 			assert.True(t, lines[string(v[8:])+string(k)], "an index line without its LRU line")
 			return nil
@@ -489,7 +489,7 @@ func TestCacheMovesADamagedFileAside(t *testing.T) {
 
 // TestCacheDamagedWhileOpen: pages damaged under a cache in use (a disk
 // error, another program) end its use with one warning instead of taking
-// the program down; the next start moves the file aside.
+// the program down, and Close still returns.
 func TestCacheDamagedWhileOpen(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "responses.db")
 	c, err := OpenResponseCache(path)
@@ -510,20 +510,22 @@ func TestCacheDamagedWhileOpen(t *testing.T) {
 	require.NoError(t, err)
 	require.NoError(t, f.Close())
 
+	// The writer finds it first: one warning, from the guard alone.
+	require.NoError(t, c.put(key(1000), &cacheEntry{Body: []byte("a"), Stored: now}, now, 1<<30))
+	c.flush()
+	require.Len(t, warnings, 1)
+	assert.ErrorIs(t, warnings[0], errDamagedCache)
 	for i := range 200 {
 		_, ok := c.get(key(i), time.Hour, now)
 		require.False(t, ok, "an answer read from a damaged page")
 	}
-	require.NoError(t, c.put(key(1000), &cacheEntry{Body: []byte("a"), Stored: now}, now, 1<<30))
-	_, ok := c.get(key(1000), time.Hour, now)
+	require.NoError(t, c.put(key(1001), &cacheEntry{Body: []byte("a"), Stored: now}, now, 1<<30))
+	_, ok := c.get(key(1001), time.Hour, now)
 	assert.False(t, ok, "stored after the damage was found")
 	c.flush()
-	require.Len(t, warnings, 1)
-	assert.ErrorIs(t, warnings[0], errDamagedCache)
+	assert.Len(t, warnings, 1)
+	// bbolt's locks may be held after its panic: Close must not wait for
+	// them (the next start's open moves the file aside, as
+	// TestCacheMovesADamagedFileAside shows).
 	require.NoError(t, c.Close())
-
-	c, err = OpenResponseCache(path)
-	require.NoError(t, err)
-	defer c.Close()
-	assert.Error(t, c.Notice, "the next start kept the damaged file")
 }
