@@ -493,8 +493,7 @@ func (f *Forwarder) forward(rt *runtime, w *recorder, r *http.Request, name stri
 			for i, k := range keys {
 				labels[i] = k.Label
 			}
-			wait, _ := parseDuration(up.cfg.QueueTimeout, DefaultQueueTimeout)
-			if st.pace, e = up.pacer.take(r.Context(), up.cfg.Name, labels, estimateTokens(body, fields), rec.Start.Add(wait)); e != nil {
+			if st.pace, e = up.pacer.take(r.Context(), up.cfg.Name, labels, estimateTokens(body, fields), rec.Start.Add(up.waits.queue)); e != nil {
 				fail(e)
 				return
 			}

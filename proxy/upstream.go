@@ -42,7 +42,7 @@ type upstreamRT struct {
 // waits are an upstream's duration settings, read when the config is
 // applied rather than on every request (they were validated then).
 type waits struct {
-	firstByte, request, idle, backoffCap time.Duration
+	firstByte, request, idle, backoffCap, queue time.Duration
 }
 
 func waitsOf(uc *Upstream) waits {
@@ -51,6 +51,7 @@ func waitsOf(uc *Upstream) waits {
 	w.request, _ = parseDuration(uc.RequestTimeout, DefaultRequestTimeout)
 	w.idle, _ = parseDuration(uc.IdleTimeout, DefaultIdleTimeout)
 	w.backoffCap, _ = parseDuration(uc.RetryBackoffCap, DefaultRetryBackoffCap)
+	w.queue, _ = parseDuration(uc.QueueTimeout, DefaultQueueTimeout)
 	return w
 }
 
