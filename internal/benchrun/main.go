@@ -222,10 +222,10 @@ type target struct {
 	url    string
 	token  string
 	server *process // whose CPU and allocations are counted; nil for direct
-	// vary, when set, makes every request's body unique ({"user":
-	// "<vary>-<n>", …}), so that a forwarder with a cache looks each one
-	// up, misses and stores it.
-	vary string
+	// unique makes every request's body unique ({"user":"bench-<n>", …}),
+	// so that a forwarder with a cache looks each one up, misses and
+	// stores it (each run's cache folder is new).
+	unique bool
 }
 
 // varied counts the bodies made unique, across paths and rounds.
@@ -233,10 +233,10 @@ var varied atomic.Int64
 
 // body is what t sends for body.
 func (t target) body(body string) string {
-	if t.vary == "" || !strings.HasPrefix(body, "{") {
+	if !t.unique || !strings.HasPrefix(body, "{") {
 		return body
 	}
-	return fmt.Sprintf(`{"user":"%s-%d",`, t.vary, varied.Add(1)) + body[1:]
+	return fmt.Sprintf(`{"user":"bench-%d",`, varied.Add(1)) + body[1:]
 }
 
 // cachePath is gatehouse serve with the work of the limits on: a response
@@ -656,11 +656,7 @@ func run(bin, out string, quick bool) error {
 			return err
 		}
 		defer p.stop()
-		t := target{name: g.name, url: p.url, token: tok, server: p}
-		if g.extra != "" {
-			t.vary = fmt.Sprintf("bench-%d", time.Now().UnixNano())
-		}
-		targets = append(targets, t)
+		targets = append(targets, target{name: g.name, url: p.url, token: tok, server: p, unique: g.extra != ""})
 	}
 	idle := targets[2].server.rss()
 

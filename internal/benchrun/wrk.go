@@ -43,12 +43,12 @@ var wrkP50 = regexp.MustCompile(`(?m)^\s+50%\s+([0-9.]+)(us|ms|s)\s*$`)
 func wrkLatency(dir string, t target, d time.Duration) (time.Duration, error) {
 	script := filepath.Join(dir, "wrk-"+strings.NewReplacer(" ", "-", ":", "", ",", "").Replace(t.name)+".lua")
 	lua := fmt.Sprintf("wrk.method = \"POST\"\nwrk.body = %q\nwrk.headers[\"Content-Type\"] = \"application/json\"\nwrk.headers[\"Authorization\"] = \"Bearer %s\"\n", chatBody, t.token)
-	if t.vary != "" {
-		// Every body unique, as target.body makes them; this run's own
-		// prefix keeps one run's bodies apart from an earlier run's. wrk
-		// starts a request's clock after request() has returned it.
-		lua += fmt.Sprintf("local n = 0\nrequest = function()\n  n = n + 1\n  return wrk.format(nil, nil, nil, '{\"user\":\"%s-' .. string.format(\"%%d\", n) .. '\",' .. string.sub(wrk.body, 2))\nend\n",
-			fmt.Sprintf("%s-%d", t.vary, varied.Add(1)))
+	if t.unique {
+		// Every body unique, as target.body makes them ("bench-<this
+		// wrk's number>-<n>", apart from theirs and from other rounds').
+		// wrk starts a request's clock after request() has returned it.
+		lua += fmt.Sprintf("local n = 0\nrequest = function()\n  n = n + 1\n  return wrk.format(nil, nil, nil, '{\"user\":\"bench-%d-' .. string.format(\"%%d\", n) .. '\",' .. string.sub(wrk.body, 2))\nend\n",
+			varied.Add(1))
 	}
 	if err := os.WriteFile(script, []byte(lua), 0o600); err != nil {
 		return 0, err
@@ -118,7 +118,7 @@ func wrkAlone(bin string, rounds int) error {
 	}
 	defer c.stop()
 	paths := append(bn.targets(), target{name: "gatehouse serve", url: g.url, token: bn.token, server: g},
-		target{name: cachePath, url: c.url, token: bn.token, server: c, vary: fmt.Sprintf("bench-%d", time.Now().UnixNano())})
+		target{name: cachePath, url: c.url, token: bn.token, server: c, unique: true})
 	for _, t := range paths {
 		if _, err := once(t); err != nil {
 			return fmt.Errorf("%s: %w", t.name, err)
