@@ -68,6 +68,7 @@ build-headless:
 ## bench: Gatehouse beside a bare reverse proxy (table of ratios, bench.json),
 ## then the Go benchmarks of the hot paths
 bench:
+	./scripts/deps.sh bench
 	$(GO) build -o bin/gatehouse .
 	$(GO) run ./internal/benchrun --gatehouse bin/gatehouse --out bench.json
 	$(GO) test -run '^$$' -bench . -benchmem ./...
@@ -78,6 +79,7 @@ bench:
 ## change to the request path
 ROUNDS ?= 9
 bench-wrk:
+	./scripts/deps.sh bench
 	$(GO) build -o bin/gatehouse .
 	$(GO) run ./internal/benchrun --gatehouse bin/gatehouse --wrk-only $(ROUNDS)
 
@@ -86,6 +88,7 @@ bench-wrk:
 ## or a leak
 SOAK ?= 2m
 soak:
+	./scripts/deps.sh bench
 	$(GO) build -o bin/gatehouse .
 	$(GO) run ./internal/benchrun --gatehouse bin/gatehouse --soak $(SOAK)
 

@@ -13,6 +13,8 @@
 #                             AppStream validators
 #   scripts/deps.sh package-windows  what make package-windows needs: the
 #                             MinGW-w64 cross compiler and NSIS
+#   scripts/deps.sh bench     what make bench, bench-wrk and soak need: the
+#                             desktop build and wrk (the outside measurement)
 #
 # System packages come from apt-get when they are missing and we are root or
 # have password-less sudo; otherwise the exact command to run is printed.
@@ -43,6 +45,9 @@ PKG_LINUX_PKGS=("${RUN_PKGS[@]}" xz-utils desktop-file-utils appstream rpm cpio)
 # make package-windows: Debian's MinGW-w64 cross compiler, NSIS (makensis),
 # and a C compiler for this machine, for building the fyne CLI.
 PKG_WINDOWS_PKGS=(ca-certificates gcc libc6-dev gcc-mingw-w64-x86-64 nsis p7zip-full)
+# make bench: the desktop build (bin/gatehouse is the binary users run) and
+# wrk, the load generator of the outside measurement.
+BENCH_PKGS=("${RUN_PKGS[@]}" wrk)
 
 say() { echo "deps: $*" >&2; }
 
@@ -127,5 +132,6 @@ case "${1:-}" in
   screenshot) apt_install "${SHOT_PKGS[@]}" ;;
   package-linux) apt_install "${PKG_LINUX_PKGS[@]}" ;;
   package-windows) apt_install "${PKG_WINDOWS_PKGS[@]}" ;;
-  *) echo "usage: scripts/deps.sh go|test|run|screenshot|package-linux|package-windows" >&2; exit 2 ;;
+  bench) apt_install "${BENCH_PKGS[@]}" ;;
+  *) echo "usage: scripts/deps.sh go|test|run|screenshot|package-linux|package-windows|bench" >&2; exit 2 ;;
 esac
