@@ -2,7 +2,6 @@ package proxy
 
 import (
 	"bytes"
-	"crypto/sha256"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -16,7 +15,6 @@ import (
 	"sync"
 	"time"
 
-	"github.com/go-json-experiment/json/jsontext"
 	bolt "go.etcd.io/bbolt"
 	berrors "go.etcd.io/bbolt/errors"
 )
@@ -262,56 +260,6 @@ func (c *ResponseCache) Close() error {
 		c.err = c.db.Close()
 	})
 	return c.err
-}
-
-// cacheKey names a request: method, path, upstream, the headers that
-// change its meaning (cacheKeyHeaders), and its canonical body.
-func cacheKey(method, path, upstream string, header http.Header, body []byte) []byte {
-	buf := canonicalBufs.Get().(*[]byte)
-	b := (*buf)[:0]
-	for _, s := range [...]string{method, path, upstream} {
-		b = append(append(b, s...), 0)
-	}
-	for _, k := range cacheKeyHeaders {
-		b = append(append(b, k...), '=')
-		for i, v := range header.Values(k) {
-			if i > 0 {
-				b = append(b, ',')
-			}
-			b = append(b, v...)
-		}
-		b = append(b, 0)
-	}
-	b = canonicalJSON(b, body)
-	sum := sha256.Sum256(b)
-	if *buf = b; cap(b) <= maxPooledCanonical {
-		canonicalBufs.Put(buf)
-	}
-	return sum[:]
-}
-
-// canonicalOptions give a JSON body the order of members and the form of
-// strings of RFC 8785, without white space, and keep numbers as written:
-// RFC 8785's numbers are doubles, and two requests that differ in a
-// large integer (a seed) must not share an answer.
-var canonicalOptions = []jsontext.Options{
-	jsontext.ReorderRawObjects(true),
-	jsontext.CanonicalizeRawInts(false),
-	jsontext.CanonicalizeRawFloats(false),
-}
-
-var canonicalBufs = sync.Pool{New: func() any { return new([]byte) }}
-
-// maxPooledCanonical: a buffer grown past this for one large body is let go.
-const maxPooledCanonical = 1 << 20
-
-// canonicalJSON appends body's canonical form to dst. A body that is not
-// one JSON value, or names a member twice, or holds invalid UTF-8, is
-// appended as it is (AppendFormat does so on an error): a canonical form
-// is none of those, so the two never meet.
-func canonicalJSON(dst, body []byte) []byte {
-	out, _ := jsontext.AppendFormat(dst, body, canonicalOptions...)
-	return out
 }
 
 func lruKey(t time.Time, key []byte) []byte {

@@ -15,6 +15,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/go-json-experiment/json/jsontext"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 	bolt "go.etcd.io/bbolt"
@@ -295,10 +296,44 @@ func TestCanonicalJSON(t *testing.T) {
 	assert.Equal(t, deep, string(canonicalJSON(nil, []byte(deep))))
 }
 
-// FuzzCanonicalJSON: a body's canonical form means what the body means
-// (both decode to the same value) and is its own canonical form.
+// canonicalJSON appends body's canonical form to dst, as cacheKey does.
+func canonicalJSON(dst, body []byte) []byte {
+	return (&canonicalizer{out: dst}).appendJSON(body)
+}
+
+// TestCanonicalJSONByCopying: what clients send takes the one-pass path,
+// and gives the bytes jsontext gives; what it cannot copy is left to
+// jsontext.
+func TestCanonicalJSONByCopying(t *testing.T) {
+	copied := []string{
+		`{"model":"gpt-4o","messages":[{"role":"user","content":"Say \"hi\"\n\tnow\u001f é 😀"}],"stream":true,"temperature":0.2,"max_tokens":1e3,"n":-0,"stop":null,"logprobs":false}`,
+		" {\n \"b\" : [ 1 , { \"d\":{}, \"c\":[] } ] , \"a\":\"\" }\r\n",
+		`[]`, `"x"`, `-1.5E+10`, `true`, `{"aa":1,"a":2,"b":{"z":1,"y":2,"x":[{"q":1,"p":2}]}}`,
+	}
+	for _, body := range copied {
+		c := &canonicalizer{}
+		require.True(t, c.appendFast([]byte(body)), "%s", body)
+		want, err := jsontext.AppendFormat(nil, []byte(body), canonicalOptions...)
+		require.NoError(t, err)
+		assert.Equal(t, string(want), string(c.out), "%s", body)
+	}
+	left := []string{
+		`{"a":1,"a":2}`, `{"b":1,"a":2,"b":3}`, `{"\u0061":1}`, `{"é":1}`, `{"s":"\/"}`, `{"s":"\u0041"}`,
+		`{"s":"\u000a"}`, `{"s":"\u001F"}`, `{"s":"\ud83d\ude00"}`, "{\"s\":\"\xff\"}", `01`, `1.`, `-`, `1e`, `[1,]`,
+		`{"a":1,}`, `{"a" 1}`, `{a:1}`, `tru`, `nul`, `[1 2]`, `{"a":1}x`, ``, ` `, "{\"s\":\"a\tb\"}",
+		strings.Repeat("[", maxFastDepth+1) + strings.Repeat("]", maxFastDepth+1),
+	}
+	for _, body := range left {
+		assert.False(t, (&canonicalizer{}).appendFast([]byte(body)), "%s", body)
+	}
+}
+
+// FuzzCanonicalJSON: the one-pass path writes what jsontext writes, a
+// body's canonical form means what the body means (both decode to the
+// same value), and is its own canonical form.
 func FuzzCanonicalJSON(f *testing.F) {
-	for _, s := range []string{`{"b":1,"a":[1.0,"\u0041"]}`, `{"a":1,"a":2}`, `[{"z":{},"y":[]}]`, `"\ud83d\ude00"`, `1e400`, `{`} {
+	for _, s := range []string{`{"b":1,"a":[1.0,"\u0041"]}`, `{"a":1,"a":2}`, `[{"z":{},"y":[]}]`, `"\ud83d\ude00"`, `1e400`, `{`,
+		`{"s":"\u001f\b","n":-0.0e-0,"z":{"b":[true,false,null],"a":"é"}}`, `{"b":1,"a":2,"b":3}`} {
 		f.Add([]byte(s))
 	}
 	decode := func(t *testing.T, b []byte) any {
@@ -310,6 +345,8 @@ func FuzzCanonicalJSON(f *testing.F) {
 	}
 	f.Fuzz(func(t *testing.T, body []byte) {
 		c := canonicalJSON(nil, body)
+		want, _ := jsontext.AppendFormat(nil, body, canonicalOptions...)
+		require.Equal(t, string(want), string(c), "%q", body)
 		if bytes.Equal(c, body) {
 			return
 		}
