@@ -702,6 +702,9 @@ type recorder struct {
 func (w *recorder) WriteHeader(code int) {
 	if code >= 200 && w.status == 0 {
 		w.status = code
+		if w.cache != nil {
+			w.cache.expect(w.Header().Get("Content-Length"))
+		}
 	}
 	w.ResponseWriter.WriteHeader(code)
 }
