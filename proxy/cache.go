@@ -463,9 +463,9 @@ func (c *ResponseCache) rebuildFilter() {
 func writeBatch(tx *bolt.Tx, batch map[string]pendingPut, used map[string]time.Time, stored, maxBytes int64) (change int64, err error) {
 	answers, index, lru := tx.Bucket(bucketAnswers), tx.Bucket(bucketIndex), tx.Bucket(bucketLRU)
 	answers.FillPercent, lru.FillPercent = 1, 1 // appended to: full pages
-	seqOf := func(key []byte) []byte {
-		if at := index.Get(key); len(at) == indexValue {
-			return at[:8]
+	indexOf := func(k string) []byte {          // seq and last use, or nil
+		if at := index.Get([]byte(k)); len(at) == indexValue {
+			return at
 		}
 		return nil
 	}
@@ -474,17 +474,19 @@ func writeBatch(tx *bolt.Tx, batch map[string]pendingPut, used map[string]time.T
 		return answers.Delete(seq)
 	}
 	type place struct {
-		seq []byte
-		at  time.Time
+		seq  []byte
+		at   time.Time
+		prev []byte // the index's line before this batch, if any
 	}
-	next := map[string]place{} // the index's new lines; a zero place removes one
+	next := make(map[string]place, len(batch)+len(used)) // the index's new lines; no seq removes one
 	for _, k := range slices.Sorted(maps.Keys(batch)) {
 		data, err := batch[k].e.encode()
 		if err != nil {
 			continue
 		}
-		if old := seqOf([]byte(k)); old != nil {
-			if err := remove(old); err != nil { // the answer this one replaces
+		prev := indexOf(k)
+		if prev != nil {
+			if err := remove(prev[:8]); err != nil { // the answer this one replaces
 				return 0, err
 			}
 		}
@@ -497,29 +499,31 @@ func writeBatch(tx *bolt.Tx, batch map[string]pendingPut, used map[string]time.T
 			return 0, err
 		}
 		change += int64(len(data))
-		next[k] = place{seq, batch[k].at}
+		next[k] = place{seq, batch[k].at, prev}
 	}
 	for _, k := range slices.Sorted(maps.Keys(used)) { // after the answers: one may be used in the same batch
 		p, ok := next[k]
 		if !ok {
-			if p.seq = seqOf([]byte(k)); p.seq == nil {
+			if p.prev = indexOf(k); p.prev == nil {
 				continue // gone meanwhile
 			}
+			p.seq = p.prev[:8]
 		}
 		if used[k].IsZero() { // damaged or expired
 			if err := remove(p.seq); err != nil {
 				return 0, err
 			}
-			next[k] = place{}
-			continue
+			p.seq = nil
+		} else {
+			p.at = used[k]
 		}
-		next[k] = place{p.seq, used[k]}
+		next[k] = p
 	}
 	var unlink, link [][]byte // LRU lines
 	for _, k := range slices.Sorted(maps.Keys(next)) {
 		key, p := []byte(k), next[k]
-		if at := index.Get(key); len(at) == indexValue {
-			unlink = append(unlink, append(slices.Clip(at[8:]), key...))
+		if p.prev != nil {
+			unlink = append(unlink, append(slices.Clip(p.prev[8:]), key...))
 		}
 		if p.seq == nil {
 			if err := index.Delete(key); err != nil {
