@@ -459,6 +459,33 @@ func TestCacheKeyFilter(t *testing.T) {
 	assert.LessOrEqual(t, reads(1_000_000, 1_001_000), 30, "absent keys read the file after the filter was built again")
 }
 
+// TestCacheWritesWhenManyAnswersWait: answers are gathered for
+// writeDelay, but once flushBytes of them wait they go to the file at
+// once (with the delay an hour, nothing else can write them).
+func TestCacheWritesWhenManyAnswersWait(t *testing.T) {
+	c, err := OpenResponseCache(filepath.Join(t.TempDir(), "responses.db"))
+	require.NoError(t, err)
+	defer c.Close()
+	c.delay = time.Hour
+	now := time.Now()
+	body := bytes.Repeat([]byte("x"), 1<<20)
+	n := flushBytes / len(body)
+	for i := range n {
+		key := cacheKey("POST", "chat/completions?", "u", nil, []byte(fmt.Sprint(i)))
+		require.NoError(t, c.put(key, &cacheEntry{Body: body, Stored: now}, now, 1<<30))
+	}
+	inFile := func() (keys int) {
+		require.NoError(t, c.db.View(func(tx *bolt.Tx) error { keys = tx.Bucket(bucketIndex).Stats().KeyN; return nil }))
+		return keys
+	}
+	require.Eventually(t, func() bool { return inFile() == n }, 30*time.Second, 20*time.Millisecond,
+		"%d answers of 1 MB waited, and none was written", n)
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	assert.Zero(t, c.gathered)
+	assert.Empty(t, c.pending)
+}
+
 func TestCacheEntryRoundTrip(t *testing.T) {
 	e := &cacheEntry{ContentType: "text/event-stream; charset=utf-8", Body: []byte("data: {}\n\n"),
 		Stored: time.Unix(1764660000, 123456789), PromptTokens: 12, CompletionTokens: 1 << 40}
