@@ -14,7 +14,8 @@
 #   scripts/deps.sh package-windows  what make package-windows needs: the
 #                             MinGW-w64 cross compiler and NSIS
 #   scripts/deps.sh bench     what make bench, bench-wrk and soak need: the
-#                             desktop build and wrk (the outside measurement)
+#                             desktop build, wrk (the outside measurement)
+#                             and Xvfb (the desktop app's path)
 #
 # System packages come from apt-get when they are missing and we are root or
 # have password-less sudo; otherwise the exact command to run is printed.
@@ -45,9 +46,10 @@ PKG_LINUX_PKGS=("${RUN_PKGS[@]}" xz-utils desktop-file-utils appstream rpm cpio)
 # make package-windows: Debian's MinGW-w64 cross compiler, NSIS (makensis),
 # and a C compiler for this machine, for building the fyne CLI.
 PKG_WINDOWS_PKGS=(ca-certificates gcc libc6-dev gcc-mingw-w64-x86-64 nsis p7zip-full)
-# make bench: the desktop build (bin/gatehouse is the binary users run) and
-# wrk, the load generator of the outside measurement.
-BENCH_PKGS=("${RUN_PKGS[@]}" wrk)
+# make bench: the desktop build (bin/gatehouse is the binary users run),
+# wrk, the load generator of the outside measurement, and xvfb, on which
+# the desktop app's window is open while its forwarding is measured.
+BENCH_PKGS=("${RUN_PKGS[@]}" wrk xvfb)
 
 say() { echo "deps: $*" >&2; }
 
