@@ -154,12 +154,27 @@ func (c *canonicalizer) next(b byte) bool {
 	return false
 }
 
-func (c *canonicalizer) array() bool {
+// enter takes an object's or array's opening byte; false past maxFastDepth.
+func (c *canonicalizer) enter() bool {
 	if c.depth++; c.depth > maxFastDepth {
 		return false
 	}
+	c.out = append(c.out, c.in[c.i])
 	c.i++
-	c.out = append(c.out, '[')
+	return true
+}
+
+// leave writes the closing byte that next has taken.
+func (c *canonicalizer) leave(b byte) bool {
+	c.out = append(c.out, b)
+	c.depth--
+	return true
+}
+
+func (c *canonicalizer) array() bool {
+	if !c.enter() {
+		return false
+	}
 	if !c.next(']') {
 		for {
 			c.space()
@@ -175,17 +190,13 @@ func (c *canonicalizer) array() bool {
 			c.out = append(c.out, ',')
 		}
 	}
-	c.out = append(c.out, ']')
-	c.depth--
-	return true
+	return c.leave(']')
 }
 
 func (c *canonicalizer) object() bool {
-	if c.depth++; c.depth > maxFastDepth {
+	if !c.enter() {
 		return false
 	}
-	c.i++
-	c.out = append(c.out, '{')
 	first, base := len(c.out), len(c.members)
 	if !c.next('}') {
 		for {
@@ -217,9 +228,7 @@ func (c *canonicalizer) object() bool {
 		return false
 	}
 	c.members = c.members[:base]
-	c.out = append(c.out, '}')
-	c.depth--
-	return true
+	return c.leave('}')
 }
 
 // order puts an object's members, written to out from first, in the order
