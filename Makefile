@@ -88,7 +88,7 @@ bench-wrk:
 ## or a leak
 SOAK ?= 2m
 soak:
-	./scripts/deps.sh bench
+	./scripts/deps.sh run
 	$(GO) build -o bin/gatehouse .
 	$(GO) run ./internal/benchrun --gatehouse bin/gatehouse --soak $(SOAK)
 

@@ -385,14 +385,31 @@ func (c *ResponseCache) writer() {
 	for {
 		select {
 		case <-c.kick:
-			select {
-			case <-time.After(c.delay):
-			case <-c.full:
-			case <-c.stop:
-			}
+			c.gather()
 			c.flush()
 		case <-c.stop:
 			c.flush()
+			return
+		}
+	}
+}
+
+// gather waits for writeDelay, or until flushBytes of answers wait (a
+// nudge left from the batch before does not count), or for Close.
+func (c *ResponseCache) gather() {
+	due := time.After(c.delay)
+	for {
+		select {
+		case <-due:
+			return
+		case <-c.full:
+			c.mu.Lock()
+			full := c.gathered >= flushBytes
+			c.mu.Unlock()
+			if full {
+				return
+			}
+		case <-c.stop:
 			return
 		}
 	}
@@ -672,12 +689,15 @@ type cacheUse struct {
 }
 
 // expect sizes the buffer for an answer of known length (Content-Length):
-// one allocation instead of one at each doubling.
+// one allocation instead of one at each doubling. Not past maxPresized: a
+// length is only what the upstream says, and a cut answer is not stored.
 func (u *cacheUse) expect(contentLength string) {
-	if n, err := strconv.Atoi(contentLength); err == nil && n > 0 && n <= maxCachedAnswer && u.buf.Cap() == 0 {
-		u.buf.Grow(n)
+	if n, err := strconv.Atoi(contentLength); err == nil && n > 0 && u.buf.Cap() == 0 {
+		u.buf.Grow(min(n, maxPresized))
 	}
 }
+
+const maxPresized = 256 << 10
 
 func (u *cacheUse) write(p []byte) {
 	if u.big {

@@ -593,3 +593,19 @@ func TestCacheDamagedWhileOpen(t *testing.T) {
 	// TestCacheMovesADamagedFileAside shows).
 	require.NoError(t, c.Close())
 }
+
+// TestCacheBufferSizedFromContentLength: an answer's buffer is made at
+// the length the upstream states, up to maxPresized, and a length that
+// is not one is ignored.
+func TestCacheBufferSizedFromContentLength(t *testing.T) {
+	for _, c := range []struct {
+		header string
+		min    int
+		max    int
+	}{{"266", 266, 1024}, {"99999999999", maxPresized, maxPresized + 1024}, {"-5", 0, 0}, {"0", 0, 0}, {"", 0, 0}, {"1e9", 0, 0}} {
+		u := &cacheUse{}
+		u.expect(c.header)
+		assert.GreaterOrEqual(t, u.buf.Cap(), c.min, "%q", c.header)
+		assert.LessOrEqual(t, u.buf.Cap(), c.max, "%q", c.header)
+	}
+}

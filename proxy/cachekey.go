@@ -7,6 +7,7 @@ import (
 	"slices"
 	"sync"
 	"unicode/utf8"
+	"unsafe"
 
 	"github.com/go-json-experiment/json/jsontext"
 )
@@ -32,7 +33,7 @@ func cacheKey(method, path, upstream string, header http.Header, body []byte) []
 	c.out = b
 	sum := sha256.Sum256(c.appendJSON(body))
 	c.in = nil
-	if cap(c.out)+cap(c.tmp) <= maxPooledCanonical {
+	if cap(c.out)+cap(c.tmp)+cap(c.members)*int(unsafe.Sizeof(member{})) <= maxPooledCanonical {
 		canonicalizers.Put(c)
 	}
 	return sum[:]
