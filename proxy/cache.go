@@ -204,7 +204,7 @@ func openResponseCache(path string) (c *ResponseCache, err error) {
 			c, err = nil, damaged(path, p)
 		}
 	}()
-	// bbolt's own fsync per batch (at most four a second, on the writer's
+	// bbolt's own fsync per batch (about one a second, on the writer's
 	// goroutine) keeps the file whole through a power loss, which its
 	// copy-on-write pages alone do not when writes reach the disk out of
 	// order; a freelist written each time spares a walk of the whole file
@@ -500,7 +500,8 @@ func (c *ResponseCache) rebuildFilter() {
 func writeBatch(tx *bolt.Tx, batch map[string]pendingPut, used map[string]time.Time, stored, maxBytes int64) (change int64, err error) {
 	answers, index, lru := tx.Bucket(bucketAnswers), tx.Bucket(bucketIndex), tx.Bucket(bucketLRU)
 	answers.FillPercent, lru.FillPercent = 1, 1 // appended to: full pages
-	indexOf := func(k string) []byte {          // seq and last use, or nil
+	// indexOf is k's line in the index: its answer's seq and last use.
+	indexOf := func(k string) []byte {
 		if at := index.Get([]byte(k)); len(at) == indexValue {
 			return at
 		}
