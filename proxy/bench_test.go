@@ -268,7 +268,7 @@ func BenchmarkCacheWriter(b *testing.B) {
 	now := time.Now()
 	put := func(i int) {
 		sum := sha256.Sum256([]byte(strconv.Itoa(i)))
-		if err := c.put(sum[:], &cacheEntry{ContentType: "application/json", Body: body, Stored: now}, now, 256<<20); err != nil {
+		if err := c.put(sum, &cacheEntry{ContentType: "application/json", Body: body, Stored: now}, now, 256<<20); err != nil {
 			b.Fatal(err)
 		}
 	}

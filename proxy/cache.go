@@ -2,6 +2,7 @@ package proxy
 
 import (
 	"bytes"
+	"crypto/sha256"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -37,11 +38,16 @@ import (
 // restart. It holds answers and their content type only: never a request
 // header, so never a credential.
 //
-// Answers are kept under a sequence number, so that storing one appends
-// to the end of its tree; the request's key finds the number in a small
-// index. Keyed by the request's hash, each answer stored rewrote a page
-// somewhere in the middle of the file (a random key lands on a random
-// page), and the writer's page writes were the largest cost a miss had.
+// Both trees of the file are appended to: answers under a sequence
+// number, and a line per answer in order of last use (the LRU order) that
+// names the request's key, the answer's number and its size. The index
+// from key to answer is kept in memory, built from those lines at open
+// (80-130 bytes of memory an answer; the answers' own pages are not read).
+// Kept in the file, that index took a random page for every answer stored
+// (keys are hashes), so a batch rewrote most of its pages: with every
+// request a miss, the writer spent 33 µs and 11.5 KB of garbage an answer
+// (BenchmarkCacheWriter), and the process 1-2 page faults a request under
+// wrk; a miss needed a Bloom filter to stay out of the file.
 
 // DefaultCacheMaxMB bounds the response cache when cache_max_mb is not set.
 const DefaultCacheMaxMB = 256
@@ -51,14 +57,31 @@ const maxCachedAnswer = 16 << 20
 
 var (
 	bucketAnswers = []byte("answers") // sequence (8 bytes, big-endian) → entry (encode)
-	bucketIndex   = []byte("index")   // key → sequence + last use (indexValue: 8 bytes each, big-endian ns)
-	bucketLRU     = []byte("lastuse") // last use + key → nothing, oldest first
-	// The buckets of the first layout (key → entry, key → last use, the
-	// same LRU lines); a file that has them is emptied at open.
-	oldBuckets = [][]byte{[]byte("entries"), []byte("used"), []byte("lru")}
+	bucketUses    = []byte("uses")    // last use (8 bytes, big-endian ns) + key → sequence (8) + the answer's size (4), oldest first
+	// The buckets of earlier layouts (the first: key → entry, key → last
+	// use, LRU lines; the second: the same answers, an index key →
+	// sequence + last use, LRU lines without a value). A file without
+	// bucketUses is emptied at open: it is a cache.
+	oldBuckets = [][]byte{[]byte("entries"), []byte("used"), []byte("lru"), []byte("index"), []byte("lastuse"), bucketAnswers}
 )
 
-const indexValue = 16
+// requestKey names a request in the cache: cacheKey's SHA-256 sum.
+type requestKey = [sha256.Size]byte
+
+// slot is where an answer is in the file: its sequence number, its last
+// use (Unix ns), which is also its LRU line's start, and its size.
+type slot struct {
+	seq  uint64
+	at   int64
+	size uint32
+}
+
+// lineValue is a slot's value in bucketUses.
+func (s slot) lineValue() []byte {
+	return binary.BigEndian.AppendUint32(binary.BigEndian.AppendUint64(make([]byte, 0, lineValueLen), s.seq), s.size)
+}
+
+const lineValueLen = 12
 
 // ResponseCache is the store.
 //
@@ -72,18 +95,21 @@ type ResponseCache struct {
 	db   *bolt.DB
 	path string
 
-	mu       sync.Mutex
-	pending  map[string]pendingPut // stored, not yet being written
-	writing  map[string]pendingPut // being written
-	used     map[string]time.Time  // uses to mark; a zero time drops the entry
-	stored   int64                 // bytes of the entries in the file, counted at open and kept since
-	waiting  int64                 // bytes of the answers in pending and writing
-	gathered int64                 // bytes of the answers in pending
-	maxBytes int64                 // the bound the latest put was given
-	filter   *keyFilter            // the keys stored and waiting (cachefilter.go)
-	closed   bool                  // Close has begun: nothing more is stored
-	broken   bool                  // the file turned out damaged: no more reads or writes
-	warn     func(error)           // a batch that could not be written
+	mu      sync.Mutex
+	pending map[requestKey]pendingPut // stored, not yet being written
+	writing map[requestKey]pendingPut // being written
+	used    map[requestKey]time.Time  // uses to mark; a zero time drops the entry
+	// index is what the file holds, as its last transaction left it. Only
+	// the writer changes it (under mu, once a batch is in), so the writer
+	// reads it without mu.
+	index    map[requestKey]slot
+	stored   int64       // bytes of the entries in the file, counted at open and kept since
+	waiting  int64       // bytes of the answers in pending and writing
+	gathered int64       // bytes of the answers in pending
+	maxBytes int64       // the bound the latest put was given
+	closed   bool        // Close has begun: nothing more is stored
+	broken   bool        // the file turned out damaged: no more reads or writes
+	warn     func(error) // a batch that could not be written
 
 	write sync.Mutex    // one batch at a time
 	kick  chan struct{} // something waits to be written
@@ -190,7 +216,7 @@ func damaged(path string, why any) error {
 }
 
 // openResponseCache opens the file and reads what the store keeps in
-// memory (the bytes stored, the key filter). bbolt panics, or faults on
+// memory (the bytes stored, the index). bbolt panics, or faults on
 // its mapping, on some damaged pages; in this goroutine that is taken as
 // a damaged file, not the end of the program.
 func openResponseCache(path string) (c *ResponseCache, err error) {
@@ -216,23 +242,31 @@ func openResponseCache(path string) (c *ResponseCache, err error) {
 	if err != nil {
 		return nil, fmt.Errorf("open the response cache %s: %w", path, err)
 	}
-	c = &ResponseCache{db: db, path: path, pending: map[string]pendingPut{}, used: map[string]time.Time{},
-		delay: writeDelay, kick: make(chan struct{}, 1), full: make(chan struct{}, 1), stop: make(chan struct{}), done: make(chan struct{})}
+	c = &ResponseCache{db: db, path: path, pending: map[requestKey]pendingPut{}, used: map[requestKey]time.Time{},
+		index: map[requestKey]slot{}, delay: writeDelay, kick: make(chan struct{}, 1), full: make(chan struct{}, 1), stop: make(chan struct{}), done: make(chan struct{})}
 	err = db.Update(func(tx *bolt.Tx) error {
 		for _, b := range oldBuckets {
-			if tx.Bucket(b) != nil {
+			if tx.Bucket(bucketUses) == nil && tx.Bucket(b) != nil {
 				if err := tx.DeleteBucket(b); err != nil {
 					return err
 				}
 			}
 		}
-		for _, b := range [][]byte{bucketAnswers, bucketIndex, bucketLRU} {
+		for _, b := range [][]byte{bucketAnswers, bucketUses} {
 			if _, err := tx.CreateBucketIfNotExists(b); err != nil {
 				return err
 			}
 		}
-		c.filter = buildKeyFilter(tx)
-		return tx.Bucket(bucketAnswers).ForEach(func(_, v []byte) error { c.stored += int64(len(v)); return nil })
+		// Only the lines are read: the answers' pages are left on disk.
+		return tx.Bucket(bucketUses).ForEach(func(line, v []byte) error {
+			if len(line) != 8+len(requestKey{}) || len(v) != lineValueLen {
+				return damaged(path, fmt.Sprintf("an LRU line of %d+%d bytes", len(line), len(v)))
+			}
+			s := slot{seq: binary.BigEndian.Uint64(v), at: int64(binary.BigEndian.Uint64(line)), size: binary.BigEndian.Uint32(v[8:])}
+			c.index[requestKey(line[8:])] = s
+			c.stored += int64(s.size)
+			return nil
+		})
 	})
 	if err != nil {
 		db.Close()
@@ -266,56 +300,52 @@ func (c *ResponseCache) Close() error {
 	return c.err
 }
 
-func lruKey(t time.Time, key []byte) []byte {
-	b := make([]byte, 8, 8+len(key))
-	binary.BigEndian.PutUint64(b, uint64(t.UnixNano()))
-	return append(b, key...)
+// lruLine is an answer's line in bucketUses.
+func lruLine(at int64, key requestKey) []byte {
+	return append(binary.BigEndian.AppendUint64(make([]byte, 0, 8+len(key)), uint64(at)), key[:]...)
 }
+
+func seqBytes(seq uint64) []byte { return binary.BigEndian.AppendUint64(nil, seq) }
 
 // get returns the answer stored under key if it is younger than ttl, and
 // marks it used (the entry itself is not rewritten). It only reads the
-// file: a write transaction writes to it even when nothing changed.
-func (c *ResponseCache) get(key []byte, ttl time.Duration, now time.Time) (*cacheEntry, bool) {
-	k := string(key)
+// file, and only for a key it holds: a write transaction writes to it
+// even when nothing changed.
+func (c *ResponseCache) get(key requestKey, ttl time.Duration, now time.Time) (*cacheEntry, bool) {
 	c.mu.Lock()
-	p, ok := c.pending[k]
+	p, ok := c.pending[key]
 	if !ok {
-		p, ok = c.writing[k]
+		p, ok = c.writing[key]
 	}
-	maybe := ok || !c.broken && c.filter.has(key)
+	s, inFile := c.index[key]
+	inFile = inFile && !c.broken
 	c.mu.Unlock()
-	if !maybe {
-		return nil, false // not in the file: no read
-	}
 	var e *cacheEntry
-	if ok {
+	switch {
+	case ok:
 		e = p.e
-	} else {
+	case !inFile:
+		return nil, false // no read
+	default:
 		_ = c.guard(func() error {
 			return c.db.View(func(tx *bolt.Tx) error {
-				at := tx.Bucket(bucketIndex).Get(key)
-				if len(at) != indexValue {
-					return nil
-				}
-				ok = true
-				if raw := tx.Bucket(bucketAnswers).Get(at[:8]); raw != nil {
-					if got, err := decodeEntry(raw); err == nil {
-						e = got
-					}
+				raw := tx.Bucket(bucketAnswers).Get(seqBytes(s.seq))
+				if ok = raw != nil; ok { // else evicted meanwhile
+					e, _ = decodeEntry(raw)
 				}
 				return nil
 			})
 		})
-	}
-	if !ok {
-		return nil, false
+		if !ok {
+			return nil, false
+		}
 	}
 	fresh := e != nil && now.Sub(e.Stored) < ttl
 	c.mu.Lock()
 	if fresh {
-		c.used[k] = now
+		c.used[key] = now
 	} else {
-		c.used[k] = time.Time{} // damaged or expired
+		c.used[key] = time.Time{} // damaged or expired
 	}
 	c.mu.Unlock()
 	c.signal()
@@ -326,8 +356,7 @@ func (c *ResponseCache) get(key []byte, ttl time.Duration, now time.Time) (*cach
 // until the store holds at most maxBytes of them.
 // Answers wait in memory up to the store's own bound: when the writer
 // falls that far behind, an answer is not stored.
-func (c *ResponseCache) put(key []byte, e *cacheEntry, now time.Time, maxBytes int64) error {
-	k := string(key)
+func (c *ResponseCache) put(k requestKey, e *cacheEntry, now time.Time, maxBytes int64) error {
 	c.mu.Lock()
 	c.maxBytes = maxBytes // cache_max_mb, as the config says now
 	if c.closed || c.broken || c.waiting+int64(len(e.Body)) > maxBytes {
@@ -339,7 +368,6 @@ func (c *ResponseCache) put(key []byte, e *cacheEntry, now time.Time, maxBytes i
 		c.gathered -= int64(len(old.e.Body))
 	}
 	c.pending[k] = pendingPut{e: e, at: now}
-	c.filter.add(key)
 	c.waiting += int64(len(e.Body))
 	c.gathered += int64(len(e.Body))
 	full := c.gathered >= flushBytes
@@ -364,17 +392,15 @@ func nudge(ch chan struct{}) {
 
 // writeDelay gathers the answers of back-to-back requests into one
 // transaction: one client's requests, one after another, stored one
-// transaction each, kept a core busy with bbolt's page writes. The index
-// takes its keys at random places, and a transaction rewrites every page
-// its keys land on: the more keys one brings, the more share a page.
-// BenchmarkCacheWriter (50,000 answers stored) reads 33-35 µs of the
-// writer and 11.5 KB of garbage per answer at 3,000 answers a batch (a
-// second at 3,000 misses a second), and 12-15 µs and 6.2 KB at 15,000.
-// Yet by wrk, five seconds read 8-17 µs worse at p50 than one (the
-// answers waiting are that much more heap for each GC to mark), and one
-// second took the whole process from 0.36 to 0.32 ms of CPU per request
-// against 250 ms. A waiting answer is served from memory; a crash loses
-// at most a second of the cache, a quit nothing.
+// transaction each, kept a core busy with bbolt's page writes and a sync
+// each. BenchmarkCacheWriter (50,000 answers stored, 3,000 a batch: a
+// second at 3,000 misses a second) reads 15-17 µs of the writer and
+// 6.3 KB of garbage per answer. With the index still in the file, five
+// seconds read 8-17 µs worse at p50 by wrk than one (the answers waiting
+// are that much more heap for each GC to mark); 100 ms instead of a
+// second made no difference by wrk that 20 rounds could tell. A waiting
+// answer is served from memory; a crash loses at most a second of the
+// cache, a quit nothing.
 const writeDelay = time.Second
 
 // flushBytes of answers waiting are written at once, before writeDelay.
@@ -423,16 +449,17 @@ func (c *ResponseCache) flush() {
 	batch, used, stored, maxBytes := c.pending, c.used, c.stored, c.maxBytes
 	// The next batch is likely as large: its maps are made at that size,
 	// not grown a request at a time.
-	c.pending, c.used, c.writing = make(map[string]pendingPut, len(batch)), make(map[string]time.Time, len(used)), batch
+	c.pending, c.used, c.writing = make(map[requestKey]pendingPut, len(batch)), make(map[requestKey]time.Time, len(used)), batch
 	c.gathered = 0
 	c.mu.Unlock()
 	if len(batch) == 0 && len(used) == 0 {
 		return
 	}
 	var change int64 // to stored, once the transaction is in
+	var next map[requestKey]slot
 	err := c.guard(func() error {
 		return c.db.Update(func(tx *bolt.Tx) (err error) {
-			change, err = writeBatch(tx, batch, used, stored, maxBytes)
+			change, next, err = writeBatch(tx, c.index, batch, used, stored, maxBytes)
 			return err
 		})
 	})
@@ -443,14 +470,18 @@ func (c *ResponseCache) flush() {
 	}
 	if err == nil {
 		c.stored += change
+		for k, s := range next {
+			if s.seq == 0 {
+				delete(c.index, k)
+			} else {
+				c.index[k] = s
+			}
+		}
 	}
-	warn, full := c.warn, c.filter.room <= 0 && !c.broken
+	warn := c.warn
 	c.mu.Unlock()
 	if err != nil && !errors.Is(err, errDamagedCache) && warn != nil { // guard warned of damage
 		warn(err)
-	}
-	if full {
-		c.rebuildFilter()
 	}
 }
 
@@ -476,135 +507,102 @@ func (c *ResponseCache) guard(f func() error) (err error) {
 	return f()
 }
 
-// rebuildFilter makes the key filter again from the index, with room for
-// as many keys again, and leaves out the keys dropped since. Answers
-// stored while it reads are added to it before it takes over.
-func (c *ResponseCache) rebuildFilter() {
-	var f *keyFilter
-	if c.guard(func() error { return c.db.View(func(tx *bolt.Tx) error { f = buildKeyFilter(tx); return nil }) }) != nil {
-		return
-	}
-	c.mu.Lock()
-	for k := range c.pending {
-		f.add([]byte(k))
-	}
-	c.filter = f
-	c.mu.Unlock()
-}
-
 // writeBatch writes answers and uses in tx and evicts the least recently
-// used entries while the file holds more than maxBytes, and returns the
-// change in stored bytes. Each bucket takes its keys in order: bbolt
-// splits a page only at commit, and a key put into the middle of a page
-// grown in this transaction moves every key after it.
-func writeBatch(tx *bolt.Tx, batch map[string]pendingPut, used map[string]time.Time, stored, maxBytes int64) (change int64, err error) {
-	answers, index, lru := tx.Bucket(bucketAnswers), tx.Bucket(bucketIndex), tx.Bucket(bucketLRU)
-	answers.FillPercent, lru.FillPercent = 1, 1 // appended to: full pages
-	// indexOf is k's line in the index: its answer's seq and last use.
-	indexOf := func(k string) []byte {
-		if at := index.Get([]byte(k)); len(at) == indexValue {
-			return at
-		}
-		return nil
+// used entries while the file holds more than maxBytes. It returns the
+// change in stored bytes and the index's changed slots (a zero seq: gone),
+// for the caller to apply once tx is in; index is what the file held
+// before. New answers and lines go to the end of their trees; only a
+// replaced answer, a use or an eviction takes a line out.
+func writeBatch(tx *bolt.Tx, index map[requestKey]slot, batch map[requestKey]pendingPut, used map[requestKey]time.Time, stored, maxBytes int64) (change int64, next map[requestKey]slot, err error) {
+	answers, uses := tx.Bucket(bucketAnswers), tx.Bucket(bucketUses)
+	answers.FillPercent, uses.FillPercent = 1, 1 // appended to: full pages
+	remove := func(s slot) error {
+		change -= int64(s.size)
+		return answers.Delete(seqBytes(s.seq))
 	}
-	remove := func(seq []byte) error {
-		change -= int64(len(answers.Get(seq)))
-		return answers.Delete(seq)
-	}
-	type place struct {
-		seq  []byte
-		at   time.Time
-		prev []byte // the index's line before this batch, if any
-	}
-	next := make(map[string]place, len(batch)+len(used)) // the index's new lines; no seq removes one
-	for _, k := range slices.Sorted(maps.Keys(batch)) {
+	var unlink [][]byte // the LRU lines of the file that go
+	next = make(map[requestKey]slot, len(batch)+len(used))
+	for _, k := range slices.SortedFunc(maps.Keys(batch), func(a, b requestKey) int { return bytes.Compare(a[:], b[:]) }) {
 		data, err := batch[k].e.encode()
 		if err != nil {
 			continue
 		}
-		prev := indexOf(k)
-		if prev != nil {
-			if err := remove(prev[:8]); err != nil { // the answer this one replaces
-				return 0, err
+		if old, ok := index[k]; ok { // the answer this one replaces
+			if err := remove(old); err != nil {
+				return 0, nil, err
 			}
+			unlink = append(unlink, lruLine(old.at, k))
 		}
 		n, err := answers.NextSequence()
 		if err != nil {
-			return 0, err
+			return 0, nil, err
 		}
-		seq := binary.BigEndian.AppendUint64(nil, n)
-		if err := answers.Put(seq, data); err != nil {
-			return 0, err
+		if err := answers.Put(seqBytes(n), data); err != nil {
+			return 0, nil, err
 		}
 		change += int64(len(data))
-		next[k] = place{seq, batch[k].at, prev}
+		next[k] = slot{seq: n, at: batch[k].at.UnixNano(), size: uint32(len(data))}
 	}
-	for _, k := range slices.Sorted(maps.Keys(used)) { // after the answers: one may be used in the same batch
-		p, ok := next[k]
+	for k, at := range used { // after the answers: one may be used in the same batch
+		s, ok := next[k]
 		if !ok {
-			if p.prev = indexOf(k); p.prev == nil {
+			if s, ok = index[k]; !ok {
 				continue // gone meanwhile
 			}
-			p.seq = p.prev[:8]
-		}
-		if used[k].IsZero() { // damaged or expired
-			if err := remove(p.seq); err != nil {
-				return 0, err
-			}
-			p.seq = nil
-		} else {
-			p.at = used[k]
-		}
-		next[k] = p
-	}
-	var unlink, link [][]byte // LRU lines
-	for _, k := range slices.Sorted(maps.Keys(next)) {
-		key, p := []byte(k), next[k]
-		if p.prev != nil {
-			unlink = append(unlink, append(slices.Clip(p.prev[8:]), key...))
-		}
-		if p.seq == nil {
-			if err := index.Delete(key); err != nil {
-				return 0, err
-			}
+			unlink = append(unlink, lruLine(s.at, k))
+		} else if s.seq == 0 {
 			continue
 		}
-		line := lruKey(p.at, key)
-		if err := index.Put(key, append(slices.Clip(p.seq), line[:8]...)); err != nil {
-			return 0, err
+		if at.IsZero() { // damaged or expired
+			if err := remove(s); err != nil {
+				return 0, nil, err
+			}
+			next[k] = slot{}
+			continue
 		}
-		link = append(link, line)
+		s.at = at.UnixNano()
+		next[k] = s
 	}
 	slices.SortFunc(unlink, bytes.Compare)
 	for _, line := range unlink {
-		if err := lru.Delete(line); err != nil {
-			return 0, err
+		if err := uses.Delete(line); err != nil {
+			return 0, nil, err
+		}
+	}
+	link := make([][]byte, 0, len(next))
+	for k, s := range next {
+		if s.seq != 0 {
+			link = append(link, lruLine(s.at, k))
 		}
 	}
 	slices.SortFunc(link, bytes.Compare)
 	for _, line := range link {
-		if err := lru.Put(line, nil); err != nil {
-			return 0, err
+		if err := uses.Put(line, next[requestKey(line[8:])].lineValue()); err != nil {
+			return 0, nil, err
 		}
 	}
 	// Only answers stored grow the file: uses alone evict nothing (and
 	// before the first put no bound is known).
-	cur := lru.Cursor()
+	cur := uses.Cursor()
 	for line, _ := cur.First(); line != nil && len(batch) > 0 && stored+change > maxBytes; line, _ = cur.First() {
-		key := slices.Clone(line[8:])
-		if at := index.Get(key); len(at) == indexValue && bytes.Equal(at[8:], line[:8]) {
-			if err := remove(at[:8]); err != nil {
-				return 0, err
+		if len(line) == 8+len(requestKey{}) {
+			k := requestKey(line[8:])
+			s, ok := next[k]
+			if !ok {
+				s, ok = index[k]
 			}
-			if err := index.Delete(key); err != nil {
-				return 0, err
+			if ok && s.seq != 0 && s.at == int64(binary.BigEndian.Uint64(line)) {
+				if err := remove(s); err != nil {
+					return 0, nil, err
+				}
+				next[k] = slot{}
 			}
 		}
-		if err := lru.Delete(line); err != nil { // with its entry, or a line without one
-			return 0, err
+		if err := uses.Delete(line); err != nil { // with its answer, or a line without one
+			return 0, nil, err
 		}
 	}
-	return change, nil
+	return change, next, nil
 }
 
 // lazyCache opens the store the first time an upstream with a cache is
@@ -683,7 +681,7 @@ const CacheHeader = "X-Gatehouse-Cache"
 // answer as it goes to the client.
 type cacheUse struct {
 	c   *ResponseCache
-	key []byte
+	key requestKey
 	max int64
 	buf bytes.Buffer
 	big bool // the answer is too large to store

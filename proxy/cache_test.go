@@ -3,6 +3,7 @@ package proxy
 import (
 	"bufio"
 	"bytes"
+	"encoding/binary"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -187,7 +188,7 @@ func TestCacheWritesBehind(t *testing.T) {
 	now := time.Now()
 	big := strings.Repeat("y", 300<<10)
 	const bound = 1 << 20
-	key := func(i int) []byte { return cacheKey("POST", "chat/completions?", "u", nil, []byte(fmt.Sprint(i))) }
+	key := func(i int) requestKey { return cacheKey("POST", "chat/completions?", "u", nil, []byte(fmt.Sprint(i))) }
 	for i := range 6 {
 		at := now.Add(time.Duration(i) * time.Millisecond)
 		require.NoError(t, c.put(key(i), &cacheEntry{ContentType: "application/json", Body: []byte(big), Stored: now}, at, bound))
@@ -240,12 +241,6 @@ func TestCacheFreshAnswerAfterAnExpiredOne(t *testing.T) {
 	assert.False(t, ok, "stored after Close")
 }
 
-func (c *ResponseCache) filterRoom() int {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.filter.room
-}
-
 func (c *ResponseCache) storedBytes() int64 {
 	c.mu.Lock()
 	defer c.mu.Unlock()
@@ -267,7 +262,7 @@ func (c *ResponseCache) size() (n int64, count int) {
 // TestCanonicalJSON: bodies that mean the same name the same entry, and
 // bodies that differ, even only in how a number is written, do not.
 func TestCanonicalJSON(t *testing.T) {
-	key := func(body string) []byte { return cacheKey("POST", "chat/completions?", "u", nil, []byte(body)) }
+	key := func(body string) requestKey { return cacheKey("POST", "chat/completions?", "u", nil, []byte(body)) }
 	same := [][2]string{
 		{`{"b":1,"a":{"y":[1,2],"x":null}}`, " {\n \"a\" : { \"x\":null, \"y\":[ 1 , 2 ] } , \"b\":1 }\n"},
 		{`{"s":"A/<é"}`, `{"s":"\u0041\/\u003c\u00e9"}`},
@@ -355,15 +350,22 @@ func FuzzCanonicalJSON(f *testing.F) {
 	})
 }
 
-// TestCacheEmptiesAFileOfTheFirstLayout: a store written when answers
-// were kept under their request's key is emptied at open, and works.
-func TestCacheEmptiesAFileOfTheFirstLayout(t *testing.T) {
+// TestCacheEmptiesAFileOfAnEarlierLayout: a store written when answers
+// were kept under their request's key, or with the index in the file, is
+// emptied at open, and works.
+func TestCacheEmptiesAFileOfAnEarlierLayout(t *testing.T) {
+	for _, layout := range [][]string{{"entries", "used", "lru"}, {"answers", "index", "lastuse"}} {
+		t.Run(layout[0], func(t *testing.T) { testCacheEmptiesAnEarlierLayout(t, layout) })
+	}
+}
+
+func testCacheEmptiesAnEarlierLayout(t *testing.T, layout []string) {
 	path := filepath.Join(t.TempDir(), "responses.db")
 	db, err := bolt.Open(path, 0o600, nil)
 	require.NoError(t, err)
 	require.NoError(t, db.Update(func(tx *bolt.Tx) error {
-		for _, name := range oldBuckets {
-			b, err := tx.CreateBucket(name)
+		for _, name := range layout {
+			b, err := tx.CreateBucket([]byte(name))
 			if err != nil {
 				return err
 			}
@@ -380,8 +382,11 @@ func TestCacheEmptiesAFileOfTheFirstLayout(t *testing.T) {
 	assert.Zero(t, c.storedBytes())
 	_ = c.db.View(func(tx *bolt.Tx) error {
 		for _, name := range oldBuckets {
-			assert.Nil(t, tx.Bucket(name), "%s kept", name)
+			if !bytes.Equal(name, bucketAnswers) {
+				assert.Nil(t, tx.Bucket(name), "%s kept", name)
+			}
 		}
+		assert.Zero(t, tx.Bucket(bucketAnswers).Stats().KeyN, "an old answer kept")
 		return nil
 	})
 	key, now := cacheKey("POST", "chat/completions?", "u", nil, []byte("q")), time.Now()
@@ -396,67 +401,69 @@ func TestCacheEmptiesAFileOfTheFirstLayout(t *testing.T) {
 	assert.Equal(t, c.storedBytes(), func() int64 { n, _ := c.size(); return n }())
 }
 
-// consistent checks the store's three trees against each other: every
-// index line names an answer and its LRU line, and nothing is left over.
+// consistent checks the file's two trees against each other and the
+// index in memory: every LRU line names an answer and is its key's slot,
+// and no answer is left over.
 func (c *ResponseCache) consistent(t *testing.T) {
 	t.Helper()
+	c.mu.Lock()
+	defer c.mu.Unlock()
 	require.NoError(t, c.db.View(func(tx *bolt.Tx) error {
-		answers, lines := map[string]bool{}, map[string]bool{}
-		_ = tx.Bucket(bucketAnswers).ForEach(func(k, _ []byte) error { answers[string(k)] = true; return nil })
-		_ = tx.Bucket(bucketLRU).ForEach(func(k, _ []byte) error { lines[string(k)] = true; return nil })
+		answers := tx.Bucket(bucketAnswers)
 		n := 0
-		_ = tx.Bucket(bucketIndex).ForEach(func(k, v []byte) error {
+		_ = tx.Bucket(bucketUses).ForEach(func(line, v []byte) error {
 			n++
-			require.Len(t, v, indexValue)
-			assert.True(t, answers[string(v[:8])], "an index line without its answer")
-			assert.True(t, lines[string(v[8:])+string(k)], "an index line without its LRU line")
+			require.Len(t, line, 8+len(requestKey{}))
+			require.Len(t, v, lineValueLen)
+			s := c.index[requestKey(line[8:])]
+			assert.Equal(t, v, s.lineValue(), "an LRU line that is not its key's slot")
+			assert.Equal(t, int64(binary.BigEndian.Uint64(line)), s.at, "an LRU line that is not its key's slot")
+			assert.Len(t, answers.Get(v[:8]), int(s.size), "an LRU line without its answer")
 			return nil
 		})
-		assert.Equal(t, n, len(answers), "answers without an index line")
-		assert.Equal(t, n, len(lines), "LRU lines without an index line")
+		assert.Equal(t, n, answers.Stats().KeyN, "answers without an LRU line")
+		assert.Len(t, c.index, n, "the index in memory holds keys the file does not")
 		return nil
 	}))
 }
 
-// TestCacheKeyFilter: a lookup of a key never stored reads the file
-// about once in a hundred; every stored key is found, after a restart
-// too, and after the filter filled up and was built again.
-func TestCacheKeyFilter(t *testing.T) {
+// TestCacheIndex: a lookup of a key never stored does not read the file;
+// every stored key is found, after a restart too.
+func TestCacheIndex(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "responses.db")
 	c, err := OpenResponseCache(path)
 	require.NoError(t, err)
 	now := time.Now()
-	key := func(i int) []byte { return cacheKey("POST", "chat/completions?", "u", nil, []byte(fmt.Sprint(i))) }
-	stored := 0
-	store := func(n int) {
-		for range n {
-			require.NoError(t, c.put(key(stored), &cacheEntry{Body: []byte("a"), Stored: now}, now, 1<<30))
-			stored++
+	key := func(i int) requestKey { return cacheKey("POST", "chat/completions?", "u", nil, []byte(fmt.Sprint(i))) }
+	for i := range 3000 {
+		require.NoError(t, c.put(key(i), &cacheEntry{Body: []byte(fmt.Sprint(i)), Stored: now}, now.Add(time.Duration(i)), 1<<30))
+		if i%1000 == 999 {
+			c.flush()
 		}
-		c.flush()
 	}
 	reads := func(from, to int) (n int) {
 		before := c.db.Stats().TxN
 		for i := from; i < to; i++ {
-			_, ok := c.get(key(i), time.Hour, now)
-			require.Equal(t, i < stored, ok, "key %d (stored: %d)", i, stored)
+			e, ok := c.get(key(i), time.Hour, now)
+			require.Equal(t, i < 3000, ok, "key %d", i)
+			if ok {
+				require.Equal(t, fmt.Sprint(i), string(e.Body))
+			}
 		}
 		return c.db.Stats().TxN - before
 	}
-	store(3000)
-	assert.LessOrEqual(t, reads(1_000_000, 1_001_000), 30, "absent keys read the file")
+	assert.Zero(t, reads(1_000_000, 1_001_000), "absent keys read the file")
 	assert.Equal(t, 3000, reads(0, 3000), "every stored key is read")
 	require.NoError(t, c.Close())
 
 	c, err = OpenResponseCache(path)
 	require.NoError(t, err)
 	defer c.Close()
-	assert.LessOrEqual(t, reads(1_000_000, 1_001_000), 30, "absent keys read the file after a restart")
-	room := c.filterRoom()
-	store(room) // fills it: the writer builds it again
-	assert.Positive(t, c.filterRoom(), "not built again")
-	assert.Equal(t, stored, reads(0, stored))
-	assert.LessOrEqual(t, reads(1_000_000, 1_001_000), 30, "absent keys read the file after the filter was built again")
+	c.consistent(t)
+	assert.Zero(t, reads(1_000_000, 1_001_000), "absent keys read the file after a restart")
+	assert.Equal(t, 3000, reads(0, 3000))
+	c.flush() // the uses
+	c.consistent(t)
 }
 
 // TestCacheWritesWhenManyAnswersWait: answers are gathered for
@@ -475,7 +482,7 @@ func TestCacheWritesWhenManyAnswersWait(t *testing.T) {
 		require.NoError(t, c.put(key, &cacheEntry{Body: body, Stored: now}, now, 1<<30))
 	}
 	inFile := func() (keys int) {
-		require.NoError(t, c.db.View(func(tx *bolt.Tx) error { keys = tx.Bucket(bucketIndex).Stats().KeyN; return nil }))
+		require.NoError(t, c.db.View(func(tx *bolt.Tx) error { keys = tx.Bucket(bucketUses).Stats().KeyN; return nil }))
 		return keys
 	}
 	require.Eventually(t, func() bool { return inFile() == n }, 30*time.Second, 20*time.Millisecond,
@@ -551,6 +558,27 @@ func TestCacheMovesADamagedFileAside(t *testing.T) {
 	}
 }
 
+// TestCacheLineOfTheWrongSize: the index is built from the LRU lines at
+// open, so a line bbolt reads well but the cache cannot (another program,
+// a later layout) is taken as damage: the file is moved aside.
+func TestCacheLineOfTheWrongSize(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "responses.db")
+	c, err := OpenResponseCache(path)
+	require.NoError(t, err)
+	require.NoError(t, c.Close())
+	db, err := bolt.Open(path, 0o600, nil)
+	require.NoError(t, err)
+	require.NoError(t, db.Update(func(tx *bolt.Tx) error { return tx.Bucket(bucketUses).Put([]byte("short"), []byte("x")) }))
+	require.NoError(t, db.Close())
+
+	c, err = OpenResponseCache(path)
+	require.NoError(t, err)
+	defer c.Close()
+	require.Error(t, c.Notice)
+	assert.Contains(t, c.Notice.Error(), "LRU line of 5+1 bytes")
+	assert.FileExists(t, path+".damaged")
+}
+
 // TestCacheDamagedWhileOpen: pages damaged under a cache in use (a disk
 // error, another program) end its use with one warning instead of taking
 // the program down, and Close still returns.
@@ -561,7 +589,7 @@ func TestCacheDamagedWhileOpen(t *testing.T) {
 	var warnings []error
 	c.warn = func(err error) { warnings = append(warnings, err) }
 	now := time.Now()
-	key := func(i int) []byte { return cacheKey("POST", "chat/completions?", "u", nil, []byte(fmt.Sprint(i))) }
+	key := func(i int) requestKey { return cacheKey("POST", "chat/completions?", "u", nil, []byte(fmt.Sprint(i))) }
 	for i := range 200 {
 		require.NoError(t, c.put(key(i), &cacheEntry{Body: []byte(strings.Repeat("z", 500)), Stored: now}, now, 1<<30))
 	}

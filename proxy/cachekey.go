@@ -14,7 +14,7 @@ import (
 
 // cacheKey names a request: method, path, upstream, the headers that
 // change its meaning (cacheKeyHeaders), and its canonical body.
-func cacheKey(method, path, upstream string, header http.Header, body []byte) []byte {
+func cacheKey(method, path, upstream string, header http.Header, body []byte) requestKey {
 	c := canonicalizers.Get().(*canonicalizer)
 	b := c.out[:0]
 	for _, s := range [...]string{method, path, upstream} {
@@ -36,7 +36,7 @@ func cacheKey(method, path, upstream string, header http.Header, body []byte) []
 	if cap(c.out)+cap(c.tmp)+cap(c.members)*int(unsafe.Sizeof(member{})) <= maxPooledCanonical {
 		canonicalizers.Put(c)
 	}
-	return sum[:]
+	return sum
 }
 
 // canonicalOptions give a JSON body the order of members and the form of
