@@ -6,6 +6,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"io/fs"
 	"maps"
 	"net/http"
 	"os"
@@ -194,21 +195,35 @@ func OpenResponseCache(path string) (*ResponseCache, error) {
 	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
 		return nil, err
 	}
-	c, err := openResponseCache(path)
-	if err == nil || !errors.Is(err, errDamagedCache) {
-		return c, err
+	var damage error
+	if _, err := os.Stat(path + damageMark); err == nil {
+		// Open reads only the lines: damage among the answers is found
+		// by a lookup, which leaves this mark for the next start.
+		damage = damaged(path, "found while an earlier run used it")
+	} else {
+		c, err := openResponseCache(path)
+		if err == nil || !errors.Is(err, errDamagedCache) {
+			return c, err
+		}
+		damage = err
 	}
 	aside := path + ".damaged"
-	if rerr := os.Rename(path, aside); rerr != nil {
-		return nil, fmt.Errorf("%w; moving it aside failed: %v", err, rerr)
+	if err := os.Rename(path, aside); err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return nil, fmt.Errorf("%w; moving it aside failed: %v", damage, err)
 	}
-	damage := err
-	if c, err = openResponseCache(path); err != nil {
+	if err := os.Remove(path + damageMark); err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return nil, fmt.Errorf("%w; removing %s failed: %v", damage, path+damageMark, err)
+	}
+	c, err := openResponseCache(path)
+	if err != nil {
 		return nil, err
 	}
 	c.Notice = fmt.Errorf("%w; it was moved to %s and the cache starts empty", damage, aside)
 	return c, nil
 }
+
+// damageMark, beside the file, says that a run found it damaged.
+const damageMark = ".bad"
 
 var errDamagedCache = errors.New("the response cache file is damaged")
 
@@ -259,12 +274,18 @@ func openResponseCache(path string) (c *ResponseCache, err error) {
 			}
 		}
 		// Only the lines are read: the answers' pages are left on disk.
+		// A line that cannot be one the writer wrote is damage: it could
+		// name another request's answer.
+		last := tx.Bucket(bucketAnswers).Sequence()
 		return tx.Bucket(bucketUses).ForEach(func(line, v []byte) error {
 			if len(line) != 8+len(requestKey{}) || len(v) != lineValueLen {
 				return damaged(path, fmt.Sprintf("an LRU line of %d+%d bytes", len(line), len(v)))
 			}
-			s := slot{seq: binary.BigEndian.Uint64(v), at: int64(binary.BigEndian.Uint64(line)), size: binary.BigEndian.Uint32(v[8:])}
-			c.index[requestKey(line[8:])] = s
+			k, s := requestKey(line[8:]), slot{seq: binary.BigEndian.Uint64(v), at: int64(binary.BigEndian.Uint64(line)), size: binary.BigEndian.Uint32(v[8:])}
+			if _, twice := c.index[k]; twice || s.seq == 0 || s.seq > last {
+				return damaged(path, fmt.Sprintf("an LRU line names answer %d of %d, or a key twice", s.seq, last))
+			}
+			c.index[k] = s
 			c.stored += int64(s.size)
 			return nil
 		})
@@ -447,6 +468,13 @@ func (c *ResponseCache) flush() {
 	c.write.Lock()
 	defer c.write.Unlock()
 	c.mu.Lock()
+	if c.broken {
+		// bbolt's locks may still be held by the transaction that
+		// panicked: a write now would wait for ever, and Close with it.
+		c.pending, c.used, c.waiting, c.gathered = map[requestKey]pendingPut{}, map[requestKey]time.Time{}, 0, 0
+		c.mu.Unlock()
+		return
+	}
 	batch, used, stored, maxBytes := c.pending, c.used, c.stored, c.maxBytes
 	// The next batch is likely as large: its maps are made at that size,
 	// not grown a request at a time.
@@ -524,16 +552,29 @@ func (c *ResponseCache) guard(f func() error) (err error) {
 			first, warn := !c.broken, c.warn
 			c.broken = true
 			c.mu.Unlock()
-			if first && warn != nil {
-				warn(fmt.Errorf("%w; answers are not cached until the next start", err))
+			if !first {
+				return
+			}
+			// The next start moves the file aside (OpenResponseCache).
+			if merr := os.WriteFile(c.path+damageMark, nil, 0o600); merr != nil {
+				err = fmt.Errorf("%w; marking it for the next start failed: %v", err, merr)
+			}
+			if warn != nil {
+				warn(fmt.Errorf("%w; answers are not cached until the next start, which moves the file aside", err))
 			}
 		}
 	}()
 	return f()
 }
 
+// indexBytes is what an answer's slot in the index costs in memory (80-130
+// bytes, by the map's fill), counted against the bound with the answer:
+// cache_max_mb bounds the memory the cache keeps as well as its file,
+// which matters with many small answers.
+const indexBytes = 128
+
 // writeBatch writes answers and uses in tx and evicts the least recently
-// used entries while the file holds more than maxBytes. It returns the
+// used entries while the file and the index hold more than maxBytes. It returns the
 // change in stored bytes and the index's changed slots (a zero seq: gone),
 // for the caller to apply once tx is in; index is what the file held
 // before. New answers and lines go to the end of their trees; only a
@@ -547,6 +588,7 @@ func writeBatch(tx *bolt.Tx, index map[requestKey]slot, batch map[requestKey]pen
 	}
 	var unlink [][]byte // the LRU lines of the file that go
 	next = make(map[requestKey]slot, len(batch)+len(used))
+	entries := int64(len(index)) // each costs indexBytes of memory, counted in the bound
 	for _, k := range slices.SortedFunc(maps.Keys(batch), func(a, b requestKey) int { return bytes.Compare(a[:], b[:]) }) {
 		data, err := batch[k].e.encode()
 		if err != nil {
@@ -557,6 +599,8 @@ func writeBatch(tx *bolt.Tx, index map[requestKey]slot, batch map[requestKey]pen
 				return 0, nil, err
 			}
 			unlink = append(unlink, lruLine(old.at, k))
+		} else {
+			entries++
 		}
 		n, err := answers.NextSequence()
 		if err != nil {
@@ -583,6 +627,7 @@ func writeBatch(tx *bolt.Tx, index map[requestKey]slot, batch map[requestKey]pen
 				return 0, nil, err
 			}
 			next[k] = slot{}
+			entries--
 			continue
 		}
 		s.at = at.UnixNano()
@@ -609,7 +654,7 @@ func writeBatch(tx *bolt.Tx, index map[requestKey]slot, batch map[requestKey]pen
 	// Only answers stored grow the file: uses alone evict nothing (and
 	// before the first put no bound is known).
 	cur := uses.Cursor()
-	for line, _ := cur.First(); line != nil && len(batch) > 0 && stored+change > maxBytes; line, _ = cur.First() {
+	for line, _ := cur.First(); line != nil && len(batch) > 0 && stored+change+entries*indexBytes > maxBytes; line, _ = cur.First() {
 		if len(line) == 8+len(requestKey{}) {
 			k := requestKey(line[8:])
 			s, ok := next[k]
@@ -621,6 +666,7 @@ func writeBatch(tx *bolt.Tx, index map[requestKey]slot, batch map[requestKey]pen
 					return 0, nil, err
 				}
 				next[k] = slot{}
+				entries--
 			}
 		}
 		if err := uses.Delete(line); err != nil { // with its answer, or a line without one

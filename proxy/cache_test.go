@@ -558,25 +558,51 @@ func TestCacheMovesADamagedFileAside(t *testing.T) {
 	}
 }
 
-// TestCacheLineOfTheWrongSize: the index is built from the LRU lines at
-// open, so a line bbolt reads well but the cache cannot (another program,
-// a later layout) is taken as damage: the file is moved aside.
-func TestCacheLineOfTheWrongSize(t *testing.T) {
-	path := filepath.Join(t.TempDir(), "responses.db")
-	c, err := OpenResponseCache(path)
-	require.NoError(t, err)
-	require.NoError(t, c.Close())
-	db, err := bolt.Open(path, 0o600, nil)
-	require.NoError(t, err)
-	require.NoError(t, db.Update(func(tx *bolt.Tx) error { return tx.Bucket(bucketUses).Put([]byte("short"), []byte("x")) }))
-	require.NoError(t, db.Close())
+// TestCacheLinesThatCannotBe: the index is built from the LRU lines at
+// open, so a line bbolt reads well but the writer cannot have written
+// (another program, a damaged page) is taken as damage, and the file is
+// moved aside: such a line could name another request's answer.
+func TestCacheLinesThatCannotBe(t *testing.T) {
+	line := func(at int64, key string) []byte {
+		return lruLine(at, cacheKey("POST", "chat/completions?", "u", nil, []byte(key)))
+	}
+	for name, c := range map[string]struct {
+		damage func(tx *bolt.Tx) error
+		says   string
+	}{
+		"of the wrong size": {func(tx *bolt.Tx) error { return tx.Bucket(bucketUses).Put([]byte("short"), []byte("x")) }, "LRU line of 5+1 bytes"},
+		"naming no answer yet": {func(tx *bolt.Tx) error {
+			return tx.Bucket(bucketUses).Put(line(2, "b"), slot{seq: 99, size: 1}.lineValue())
+		}, "answer 99 of 1"},
+		"naming answer 0": {func(tx *bolt.Tx) error {
+			return tx.Bucket(bucketUses).Put(line(2, "b"), slot{seq: 0, size: 1}.lineValue())
+		}, "answer 0 of 1"},
+		"a key twice": {func(tx *bolt.Tx) error {
+			return tx.Bucket(bucketUses).Put(line(1, "a"), slot{seq: 1, size: 28}.lineValue())
+		}, "a key twice"},
+		"without the answers": {func(tx *bolt.Tx) error { return tx.DeleteBucket(bucketAnswers) }, "answer 1 of 0"},
+	} {
+		t.Run(name, func(t *testing.T) {
+			path := filepath.Join(t.TempDir(), "responses.db")
+			cc, err := OpenResponseCache(path)
+			require.NoError(t, err)
+			now := time.Now()
+			require.NoError(t, cc.put(cacheKey("POST", "chat/completions?", "u", nil, []byte("a")), &cacheEntry{Body: []byte("a"), Stored: now}, now, 1<<20))
+			require.NoError(t, cc.Close())
+			db, err := bolt.Open(path, 0o600, nil)
+			require.NoError(t, err)
+			require.NoError(t, db.Update(c.damage))
+			require.NoError(t, db.Close())
 
-	c, err = OpenResponseCache(path)
-	require.NoError(t, err)
-	defer c.Close()
-	require.Error(t, c.Notice)
-	assert.Contains(t, c.Notice.Error(), "LRU line of 5+1 bytes")
-	assert.FileExists(t, path+".damaged")
+			cc, err = OpenResponseCache(path)
+			require.NoError(t, err)
+			defer cc.Close()
+			require.Error(t, cc.Notice)
+			assert.Contains(t, cc.Notice.Error(), c.says)
+			assert.FileExists(t, path+".damaged")
+			assert.Zero(t, cc.storedBytes())
+		})
+	}
 }
 
 // TestCacheDamagedWhileOpen: pages damaged under a cache in use (a disk
@@ -616,10 +642,37 @@ func TestCacheDamagedWhileOpen(t *testing.T) {
 	assert.False(t, ok, "stored after the damage was found")
 	c.flush()
 	assert.Len(t, warnings, 1)
-	// bbolt's locks may be held after its panic: Close must not wait for
-	// them (the next start's open moves the file aside, as
-	// TestCacheMovesADamagedFileAside shows).
-	require.NoError(t, c.Close())
+	// An answer stored while the failing transaction ran waits in
+	// pending. bbolt's locks may be held after its panic: neither its
+	// batch nor Close may wait for them.
+	c.mu.Lock()
+	c.pending[key(2000)] = pendingPut{e: &cacheEntry{Body: []byte("a"), Stored: now}, at: now}
+	c.mu.Unlock()
+	closed := make(chan error)
+	go func() { closed <- c.Close() }()
+	select {
+	case err := <-closed:
+		require.NoError(t, err)
+	case <-time.After(time.Minute):
+		t.Fatal("Close waited for bbolt's locks")
+	}
+
+	// Open reads only the lines, so the damage among the answers is
+	// known from the mark the guard left: the next start moves the file
+	// aside and begins again.
+	assert.FileExists(t, path+damageMark)
+	c, err = OpenResponseCache(path)
+	require.NoError(t, err)
+	defer c.Close()
+	require.Error(t, c.Notice)
+	assert.Contains(t, c.Notice.Error(), "found while an earlier run used it")
+	assert.FileExists(t, path+".damaged")
+	assert.NoFileExists(t, path+damageMark)
+	require.NoError(t, c.put(key(1), &cacheEntry{Body: []byte("b"), Stored: now}, now, 1<<30))
+	c.flush()
+	e, ok := c.get(key(1), time.Hour, now)
+	require.True(t, ok)
+	assert.Equal(t, "b", string(e.Body))
 }
 
 // TestCacheBufferSizedFromContentLength: an answer's buffer is made at
