@@ -62,9 +62,11 @@ var (
 	bucketUses    = []byte("uses")    // last use (8 bytes, big-endian ns) + key → sequence (8) + the answer's size (4), oldest first
 	// The buckets of earlier layouts (the first: key → entry, key → last
 	// use, LRU lines; the second: the same answers, an index key →
-	// sequence + last use, LRU lines without a value). A file without
-	// bucketUses is emptied at open: it is a cache.
-	oldBuckets = [][]byte{[]byte("entries"), []byte("used"), []byte("lru"), []byte("index"), []byte("lastuse"), bucketAnswers}
+	// sequence + last use, LRU lines without a value). A file that has
+	// one, or lacks bucketUses, is emptied at open (it is a cache): an
+	// earlier version that ran on this file meanwhile stored answers
+	// without lines, which would never be evicted.
+	oldBuckets = [][]byte{[]byte("entries"), []byte("used"), []byte("lru"), []byte("index"), []byte("lastuse")}
 )
 
 // requestKey names a request in the cache: cacheKey's SHA-256 sum.
@@ -261,8 +263,12 @@ func openResponseCache(path string) (c *ResponseCache, err error) {
 	c = &ResponseCache{db: db, path: path, pending: map[requestKey]pendingPut{}, used: map[requestKey]time.Time{},
 		index: map[requestKey]slot{}, delay: writeDelay, kick: make(chan struct{}, 1), full: make(chan struct{}, 1), stop: make(chan struct{}), done: make(chan struct{})}
 	err = db.Update(func(tx *bolt.Tx) error {
+		stale := tx.Bucket(bucketUses) == nil
 		for _, b := range oldBuckets {
-			if tx.Bucket(bucketUses) == nil && tx.Bucket(b) != nil {
+			stale = stale || tx.Bucket(b) != nil
+		}
+		for _, b := range append(oldBuckets, bucketAnswers, bucketUses) {
+			if stale && tx.Bucket(b) != nil {
 				if err := tx.DeleteBucket(b); err != nil {
 					return err
 				}
