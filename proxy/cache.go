@@ -7,7 +7,6 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
-	"maps"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -86,6 +85,15 @@ func (s slot) lineValue() []byte {
 }
 
 const lineValueLen = 12
+
+// parseLine reads a line of bucketUses and its value back into the key
+// and its slot; ok is false for a line of another size.
+func parseLine(line, v []byte) (k requestKey, s slot, ok bool) {
+	if len(line) != 8+len(k) || len(v) != lineValueLen {
+		return k, s, false
+	}
+	return requestKey(line[8:]), slot{seq: binary.BigEndian.Uint64(v), at: int64(binary.BigEndian.Uint64(line)), size: binary.BigEndian.Uint32(v[8:])}, true
+}
 
 // ResponseCache is the store.
 //
@@ -284,10 +292,10 @@ func openResponseCache(path string) (c *ResponseCache, err error) {
 		// name another request's answer.
 		last := tx.Bucket(bucketAnswers).Sequence()
 		return tx.Bucket(bucketUses).ForEach(func(line, v []byte) error {
-			if len(line) != 8+len(requestKey{}) || len(v) != lineValueLen {
+			k, s, ok := parseLine(line, v)
+			if !ok {
 				return damaged(path, fmt.Sprintf("an LRU line of %d+%d bytes", len(line), len(v)))
 			}
-			k, s := requestKey(line[8:]), slot{seq: binary.BigEndian.Uint64(v), at: int64(binary.BigEndian.Uint64(line)), size: binary.BigEndian.Uint32(v[8:])}
 			if _, twice := c.index[k]; twice || s.seq == 0 || s.seq > last {
 				return damaged(path, fmt.Sprintf("an LRU line names answer %d of %d, or a key twice", s.seq, last))
 			}
@@ -381,7 +389,7 @@ func (c *ResponseCache) get(key requestKey, ttl time.Duration, now time.Time) (*
 }
 
 // put stores an answer; the least recently used entries are then evicted
-// until the store holds at most maxBytes of them.
+// until they and their slots in the index take at most maxBytes.
 // Answers wait in memory up to the store's own bound: when the writer
 // falls that far behind, an answer is not stored.
 func (c *ResponseCache) put(k requestKey, e *cacheEntry, now time.Time, maxBytes int64) error {
@@ -580,10 +588,11 @@ func (c *ResponseCache) guard(f func() error) (err error) {
 const indexBytes = 128
 
 // writeBatch writes answers and uses in tx and evicts the least recently
-// used entries while the file and the index hold more than maxBytes. It returns the
-// change in stored bytes and the index's changed slots (a zero seq: gone),
-// for the caller to apply once tx is in; index is what the file held
-// before. New answers and lines go to the end of their trees; only a
+// used entries while they and their slots take more than maxBytes. It
+// returns the change in stored bytes and the index's changed slots (a
+// zero seq: gone), for the caller to apply once tx is in; index is what
+// the file held before. New answers and lines go to the end of their
+// trees (whatever order the answers come in, their numbers grow); only a
 // replaced answer, a use or an eviction takes a line out.
 func writeBatch(tx *bolt.Tx, index map[requestKey]slot, batch map[requestKey]pendingPut, used map[requestKey]time.Time, stored, maxBytes int64) (change int64, next map[requestKey]slot, err error) {
 	answers, uses := tx.Bucket(bucketAnswers), tx.Bucket(bucketUses)
@@ -595,8 +604,8 @@ func writeBatch(tx *bolt.Tx, index map[requestKey]slot, batch map[requestKey]pen
 	var unlink [][]byte // the LRU lines of the file that go
 	next = make(map[requestKey]slot, len(batch)+len(used))
 	entries := int64(len(index)) // each costs indexBytes of memory, counted in the bound
-	for _, k := range slices.SortedFunc(maps.Keys(batch), func(a, b requestKey) int { return bytes.Compare(a[:], b[:]) }) {
-		data, err := batch[k].e.encode()
+	for k, p := range batch {
+		data, err := p.e.encode()
 		if err != nil {
 			continue
 		}
@@ -616,7 +625,7 @@ func writeBatch(tx *bolt.Tx, index map[requestKey]slot, batch map[requestKey]pen
 			return 0, nil, err
 		}
 		change += int64(len(data))
-		next[k] = slot{seq: n, at: batch[k].at.UnixNano(), size: uint32(len(data))}
+		next[k] = slot{seq: n, at: p.at.UnixNano(), size: uint32(len(data))}
 	}
 	for k, at := range used { // after the answers: one may be used in the same batch
 		s, ok := next[k]
@@ -658,24 +667,18 @@ func writeBatch(tx *bolt.Tx, index map[requestKey]slot, batch map[requestKey]pen
 		}
 	}
 	// Only answers stored grow the file: uses alone evict nothing (and
-	// before the first put no bound is known).
+	// before the first put no bound is known). A line is always its key's
+	// slot: a line replaced in this batch was taken out above.
 	cur := uses.Cursor()
-	for line, _ := cur.First(); line != nil && len(batch) > 0 && stored+change+entries*indexBytes > maxBytes; line, _ = cur.First() {
-		if len(line) == 8+len(requestKey{}) {
-			k := requestKey(line[8:])
-			s, ok := next[k]
-			if !ok {
-				s, ok = index[k]
+	for line, v := cur.First(); line != nil && len(batch) > 0 && stored+change+entries*indexBytes > maxBytes; line, v = cur.First() {
+		if k, s, ok := parseLine(line, v); ok {
+			if err := remove(s); err != nil {
+				return 0, nil, err
 			}
-			if ok && s.seq != 0 && s.at == int64(binary.BigEndian.Uint64(line)) {
-				if err := remove(s); err != nil {
-					return 0, nil, err
-				}
-				next[k] = slot{}
-				entries--
-			}
+			next[k] = slot{}
+			entries--
 		}
-		if err := uses.Delete(line); err != nil { // with its answer, or a line without one
+		if err := uses.Delete(line); err != nil { // with its answer, or a line damaged since the open
 			return 0, nil, err
 		}
 	}
