@@ -28,19 +28,36 @@ const (
 )
 
 // WrkRound is one round's added p50 at concurrency 1, for gatehouse, the
-// floor and gatehouse with the cache and pacing on, over going direct.
+// floor and gatehouse with the cache and pacing on, over going direct,
+// and the CPU each of those processes spent per request meanwhile (user
+// and system, all its threads: what wrk's p50 sees on a machine whose
+// cores the client, the mock and the forwarder share).
 type WrkRound struct {
 	GatehouseAddedMs float64 `json:"gatehouse_added_p50_ms"`
 	FloorAddedMs     float64 `json:"floor_added_p50_ms"`
 	Ratio            float64 `json:"ratio"`
 	CacheAddedMs     float64 `json:"cache_on_added_p50_ms"`
 	CacheRatio       float64 `json:"cache_on_ratio"`
+	FloorCPUUs       float64 `json:"floor_cpu_us_per_request"`
+	GatehouseCPUUs   float64 `json:"gatehouse_cpu_us_per_request"`
+	CacheCPUUs       float64 `json:"cache_on_cpu_us_per_request"`
 }
 
-var wrkP50 = regexp.MustCompile(`(?m)^\s+50%\s+([0-9.]+)(us|ms|s)\s*$`)
+var (
+	wrkP50      = regexp.MustCompile(`(?m)^\s+50%\s+([0-9.]+)(us|ms|s)\s*$`)
+	wrkRequests = regexp.MustCompile(`(?m)^\s*([0-9]+) requests in `)
+)
 
-// wrkLatency runs wrk against t for d and returns its p50.
-func wrkLatency(dir string, t target, d time.Duration) (time.Duration, error) {
+// wrkRun is what one wrk run saw: its p50, and the CPU the path's server
+// spent per request (0 going direct). The CPU is read from /proc in
+// clock ticks (10 ms): over a round of 3 s, about 1 µs per request.
+type wrkRun struct {
+	p50 time.Duration
+	cpu time.Duration
+}
+
+// wrkLatency runs wrk against t for d.
+func wrkLatency(dir string, t target, d time.Duration) (wrkRun, error) {
 	script := filepath.Join(dir, "wrk-"+strings.NewReplacer(" ", "-", ":", "", ",", "").Replace(t.name)+".lua")
 	lua := fmt.Sprintf("wrk.method = \"POST\"\nwrk.body = %q\nwrk.headers[\"Content-Type\"] = \"application/json\"\nwrk.headers[\"Authorization\"] = \"Bearer %s\"\n", chatBody, t.token)
 	if t.unique {
@@ -51,19 +68,28 @@ func wrkLatency(dir string, t target, d time.Duration) (time.Duration, error) {
 			varied.Add(1))
 	}
 	if err := os.WriteFile(script, []byte(lua), 0o600); err != nil {
-		return 0, err
+		return wrkRun{}, err
+	}
+	var cpu0 time.Duration
+	if t.server != nil {
+		cpu0 = t.server.cpu()
 	}
 	out, err := exec.Command("wrk", "-t1", "-c1", "-d"+d.String(), "--latency", "-s", script, t.url+"/v1/chat/completions").CombinedOutput()
 	if err != nil {
-		return 0, fmt.Errorf("wrk %s: %v\n%s", t.name, err, out)
+		return wrkRun{}, fmt.Errorf("wrk %s: %v\n%s", t.name, err, out)
 	}
-	m := wrkP50.FindStringSubmatch(string(out))
-	if m == nil {
-		return 0, fmt.Errorf("wrk %s: no 50%% line in\n%s", t.name, out)
+	var run wrkRun
+	m, n := wrkP50.FindStringSubmatch(string(out)), wrkRequests.FindStringSubmatch(string(out))
+	if m == nil || n == nil {
+		return wrkRun{}, fmt.Errorf("wrk %s: no 50%% or requests line in\n%s", t.name, out)
 	}
 	v, _ := strconv.ParseFloat(m[1], 64)
 	unit := map[string]time.Duration{"us": time.Microsecond, "ms": time.Millisecond, "s": time.Second}[m[2]]
-	return time.Duration(v * float64(unit)), nil
+	run.p50 = time.Duration(v * float64(unit))
+	if requests, _ := strconv.Atoi(n[1]); t.server != nil && requests > 0 {
+		run.cpu = (t.server.cpu() - cpu0) / time.Duration(requests)
+	}
+	return run, nil
 }
 
 // wrkRounds measures direct, floor, gatehouse serve and gatehouse with the
@@ -77,18 +103,21 @@ func wrkRounds(dir string, direct, floor, serve, cached target, rounds int, d ti
 	targets := []target{direct, floor, serve, cached}
 	var out []WrkRound
 	for i := range rounds {
-		p50 := map[string]time.Duration{}
+		runs := map[string]wrkRun{}
 		for j := range targets {
 			t := targets[(i+j)%len(targets)]
 			v, err := wrkLatency(dir, t, d)
 			if err != nil {
 				return nil, err
 			}
-			p50[t.name] = v
+			runs[t.name] = v
 		}
-		ms := func(d time.Duration) float64 { return float64(d) / float64(time.Millisecond) }
-		g, f, c := ms(p50[serve.name]-p50[direct.name]), ms(p50[floor.name]-p50[direct.name]), ms(p50[cached.name]-p50[direct.name])
-		r := WrkRound{GatehouseAddedMs: g, FloorAddedMs: f, CacheAddedMs: c}
+		ms := func(t target) float64 {
+			return float64(runs[t.name].p50-runs[direct.name].p50) / float64(time.Millisecond)
+		}
+		us := func(t target) float64 { return float64(runs[t.name].cpu) / float64(time.Microsecond) }
+		g, f, c := ms(serve), ms(floor), ms(cached)
+		r := WrkRound{GatehouseAddedMs: g, FloorAddedMs: f, CacheAddedMs: c, FloorCPUUs: us(floor), GatehouseCPUUs: us(serve), CacheCPUUs: us(cached)}
 		if f > 0 {
 			r.Ratio, r.CacheRatio = g/f, c/f
 		}
@@ -147,10 +176,22 @@ func reportWrk(rounds []WrkRound) {
 				within++
 			}
 		}
-		median := func(v []float64) float64 { slices.Sort(v); return v[len(v)/2] }
 		fmt.Printf("wrk, one connection: %s added p50 over the floor's, per round: %s (median %.2f×; %d of %d rounds within 1.10×; median added p50 %.0f µs against %.0f µs).\n",
 			what, strings.Join(parts, ", "), median(ratios), within, len(rounds), 1000*median(gAdded), 1000*median(fAdded))
 	}
 	line("gatehouse serve's", func(r WrkRound) float64 { return r.Ratio }, func(r WrkRound) float64 { return r.GatehouseAddedMs })
 	line(cachePath+":", func(r WrkRound) float64 { return r.CacheRatio }, func(r WrkRound) float64 { return r.CacheAddedMs })
+	cpu := func(of func(WrkRound) float64) float64 {
+		v := make([]float64, len(rounds))
+		for i, r := range rounds {
+			v[i] = of(r)
+		}
+		return median(v)
+	}
+	fmt.Printf("wrk, one connection: CPU per request of the whole process, median of the rounds: the floor %.0f µs, gatehouse serve %.0f µs, %s %.0f µs.\n",
+		cpu(func(r WrkRound) float64 { return r.FloorCPUUs }), cpu(func(r WrkRound) float64 { return r.GatehouseCPUUs }),
+		cachePath, cpu(func(r WrkRound) float64 { return r.CacheCPUUs }))
 }
+
+// median sorts v and returns its middle value.
+func median(v []float64) float64 { slices.Sort(v); return v[len(v)/2] }
