@@ -99,18 +99,45 @@ func (a attempts) RoundTrip(out *http.Request) (*http.Response, error) {
 		}
 		return candidate{}, false
 	}
+	firstPace := st.pace // forward paced the routed upstream's first key
+	passed := 0          // candidates passed over in a row, their key's room too far off
+tries:
 	for n := 0; n < maxAttempts; {
 		c, ok := next()
 		if !ok {
 			break
 		}
+		var wait time.Duration
 		if last != nil {
-			wait := backoff(last, n, backoffCap)
+			wait = backoff(last, n, backoffCap)
+		}
+		// st.pace becomes this attempt's, whose key the answer's usage
+		// corrects.
+		switch {
+		case c.u.pacer == nil:
+			st.pace = nil
+		case firstPace != nil && c.u == st.up && c.key.Label == firstPace.label:
+			st.pace, firstPace = firstPace, nil // the attempt forward paced
+		default:
+			p, w, why := c.u.pacer.retry(c.key.Label, st.tokens, time.Now(), st.deadline)
+			if p == nil {
+				if last == nil {
+					lastErr = paceError(c.u.cfg.Name, why)
+				}
+				if passed++; passed >= len(cands) {
+					break tries
+				}
+				continue
+			}
+			st.pace, wait = p, max(wait, w)
+		}
+		passed = 0
+		if last != nil {
 			last.Body.Close()
 			last = nil
-			if err := sleep(ctx, wait); err != nil {
-				return nil, err
-			}
+		}
+		if err := sleep(ctx, wait); err != nil {
+			return nil, err
 		}
 		n++
 		st.rec.Attempts = n

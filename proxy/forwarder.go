@@ -239,8 +239,10 @@ type forwardState struct {
 	cancel        context.CancelCauseFunc // ends the attempt whose answer goes to the client
 	injectedUsage bool                    // stream_options.include_usage is ours
 	stream        bool                    // the client asked for a stream
-	pace          *pace                   // the key local pacing chose, or nil
+	pace          *pace                   // the key local pacing chose for the latest attempt, or nil
 	keys          []Credential            // with pacing: the routed upstream's usable keys, the paced one first
+	tokens        int                     // with pacing here or at a fallback: the request's estimate
+	deadline      time.Time               // the end of queue_timeout, for pacing's waits
 }
 
 // answered is the upstream that answered.
@@ -483,7 +485,10 @@ func (f *Forwarder) forward(rt *runtime, w *recorder, r *http.Request, name stri
 	if up.cfg.Auth == AuthGoogAPIKey {
 		query = withoutKey(query) // before a fallback of another kind can see it
 	}
-	st := &forwardState{rt: rt, up: up, rest: rest, query: query, rec: rec}
+	st := &forwardState{rt: rt, up: up, rest: rest, query: query, rec: rec, deadline: rec.Start.Add(up.waits.queue)}
+	if up.paced(rt) {
+		st.tokens = estimateTokens(body, fields)
+	}
 	if up.pacer != nil {
 		// The keys are listed once, here, and the attempts use the same
 		// list (listing turns the round-robin); without a usable key the
@@ -493,7 +498,7 @@ func (f *Forwarder) forward(rt *runtime, w *recorder, r *http.Request, name stri
 			for i, k := range keys {
 				labels[i] = k.Label
 			}
-			if st.pace, e = up.pacer.take(r.Context(), up.cfg.Name, labels, estimateTokens(body, fields), rec.Start.Add(up.waits.queue)); e != nil {
+			if st.pace, e = up.pacer.take(r.Context(), up.cfg.Name, labels, st.tokens, st.deadline); e != nil {
 				fail(e)
 				return
 			}

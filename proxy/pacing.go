@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net/http"
 	"regexp"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -24,8 +25,13 @@ import (
 // max_completion_tokens or max_output_tokens, plus a quarter of the
 // body's bytes for the prompt) and corrected upward from the answer's
 // usage (see pace.used).
-// Only the first attempt is paced; a retry on another key after a 429 is
-// not held back.
+// A later attempt (a retry, another key after a 429, a fallback upstream
+// with pacing of its own) is paced too, for the key it goes to: it waits
+// for its backoff or its key's room, whichever is longer, but only while
+// the request's queue_timeout lasts, and out of line (it has waited its
+// turn once). A key whose room comes later is passed over like a cooling
+// one: the answer the client gets is then the last attempt's, or, when
+// none went out, the same 429 as above.
 
 // pacer paces one upstream's keys.
 type pacer struct {
@@ -102,9 +108,7 @@ type pace struct {
 // take waits until one of labels has room for a request of tokens, in
 // arrival order, until deadline. It returns the key to use.
 func (pc *pacer) take(ctx context.Context, upstream string, labels []string, tokens int, deadline time.Time) (*pace, *apiError) {
-	if pc.tpm > 0 {
-		tokens = min(max(tokens, 1), pc.tpm) // one request never waits for more than a minute's worth
-	}
+	tokens = pc.clip(tokens)
 	pc.waiting.Add(1)
 	defer pc.waiting.Add(-1)
 	select {
@@ -125,12 +129,12 @@ func (pc *pacer) take(ctx context.Context, upstream string, labels []string, tok
 		now := time.Now()
 		var best *paceWait
 		for _, label := range labels {
-			k := pc.key(label)
-			wait, limit := k.reserve(now, tokens)
+			rs, wait, limit := pc.key(label).reserve(now, tokens)
 			if wait == 0 {
 				pc.why.Store(nil)
 				return &pace{pc: pc, label: label, tokens: tokens}, nil
 			}
+			giveBack(rs, now)
 			if best == nil || now.Add(wait).Before(best.Until) {
 				best = &paceWait{Limit: limit, Until: now.Add(wait)}
 			}
@@ -152,33 +156,55 @@ func (pc *pacer) take(ctx context.Context, upstream string, labels []string, tok
 	}
 }
 
-// reserve takes a request and tokens from the key's buckets if both have
-// room now; otherwise it takes nothing and says how long until they do,
-// and which limit holds the request back.
-func (k *keyPace) reserve(now time.Time, tokens int) (time.Duration, string) {
-	var wait time.Duration
-	limit := ""
-	rs := make([]*rate.Reservation, 0, 2)
+// clip bounds a request's tokens: one request never waits for more than
+// a minute's worth.
+func (pc *pacer) clip(tokens int) int {
+	if pc.tpm > 0 {
+		tokens = min(max(tokens, 1), pc.tpm)
+	}
+	return tokens
+}
+
+// reserve takes a request and tokens from the key's buckets, and says how
+// long until both have them (0: now) and which limit holds the request
+// back. A caller that will not send the request then gives rs back.
+func (k *keyPace) reserve(now time.Time, tokens int) (rs [2]*rate.Reservation, wait time.Duration, limit string) {
 	if k.req != nil {
-		r := k.req.ReserveN(now, 1)
-		rs = append(rs, r)
-		if d := r.DelayFrom(now); d > wait {
+		rs[0] = k.req.ReserveN(now, 1)
+		if d := rs[0].DelayFrom(now); d > wait {
 			wait, limit = d, "requests_per_minute"
 		}
 	}
 	if k.tok != nil {
-		r := k.tok.ReserveN(now, tokens)
-		rs = append(rs, r)
-		if d := r.DelayFrom(now); d > wait {
+		rs[1] = k.tok.ReserveN(now, tokens)
+		if d := rs[1].DelayFrom(now); d > wait {
 			wait, limit = d, "tokens_per_minute"
 		}
 	}
-	if wait > 0 {
-		for _, r := range rs {
+	return rs, wait, limit
+}
+
+// giveBack returns what reserve took.
+func giveBack(rs [2]*rate.Reservation, now time.Time) {
+	for _, r := range rs {
+		if r != nil {
 			r.CancelAt(now)
 		}
 	}
-	return wait, limit
+}
+
+// retry paces a later attempt on label (see the top of this file): it
+// takes room for a request of tokens and says how long to wait for it, or
+// takes nothing and says why when the room comes only after deadline
+// (room now is taken, even past the deadline).
+func (pc *pacer) retry(label string, tokens int, now, deadline time.Time) (*pace, time.Duration, *paceWait) {
+	tokens = pc.clip(tokens)
+	rs, wait, limit := pc.key(label).reserve(now, tokens)
+	if wait > 0 && now.Add(wait).After(deadline) {
+		giveBack(rs, now)
+		return nil, 0, &paceWait{Limit: limit, Until: now.Add(wait)}
+	}
+	return &pace{pc: pc, label: label, tokens: tokens}, wait, nil
 }
 
 // used corrects the key's token count from the answer's usage: what the
@@ -234,3 +260,12 @@ var base64Blob = regexp.MustCompile(`"(data:[^";,]{1,100};base64,)?[A-Za-z0-9+/=
 // charge for a large image (OpenAI 765 at high detail, Anthropic up to
 // about 1,600).
 const mediaTokens = 1000
+
+// paced says whether a request routed to u may meet pacing: its own, or a
+// fallback's.
+func (u *upstreamRT) paced(rt *runtime) bool {
+	return u.pacer != nil || slices.ContainsFunc(u.cfg.Fallback, func(name string) bool {
+		f := rt.byName[name]
+		return f != nil && f.pacer != nil
+	})
+}

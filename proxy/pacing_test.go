@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net/http"
 	"net/http/httptest"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -189,4 +190,130 @@ func TestPacingKeepsTheRoundRobin(t *testing.T) {
 	mu.Lock()
 	defer mu.Unlock()
 	assert.Equal(t, []string{"a", "b", "a", "b"}, seen)
+}
+
+// countingUpstream answers each request with answer(n, key), n counting
+// from 1, and keeps the keys it saw in order, and when.
+type countingUpstream struct {
+	*httptest.Server
+	mu   sync.Mutex
+	seen []string
+	at   []time.Time
+}
+
+func newCountingUpstream(t *testing.T, answer func(n int, key string, w http.ResponseWriter)) *countingUpstream {
+	u := &countingUpstream{}
+	u.Server = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		key := strings.TrimPrefix(r.Header.Get("Authorization"), "Bearer ")
+		u.mu.Lock()
+		u.seen, u.at = append(u.seen, key), append(u.at, time.Now())
+		n := len(u.seen)
+		u.mu.Unlock()
+		answer(n, key, w)
+	}))
+	t.Cleanup(u.Close)
+	return u
+}
+
+func (u *countingUpstream) keys() []string {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	return slices.Clone(u.seen)
+}
+
+// TestPacingHoldsBackARetry: with one request a minute on the only key, a
+// 500 is not retried within queue_timeout (the retry would exceed the
+// pace): the client gets the 500, and the upstream saw one request.
+func TestPacingHoldsBackARetry(t *testing.T) {
+	up := newCountingUpstream(t, func(n int, _ string, w http.ResponseWriter) {
+		if n == 1 {
+			w.WriteHeader(http.StatusInternalServerError)
+		}
+		fmt.Fprint(w, `{"id":"x","choices":[]}`)
+	})
+	cfg := &Config{Upstreams: []Upstream{{Name: "main", BaseURL: up.URL + "/v1", Models: []string{"m"}, Keys: []string{"a"},
+		RequestsPerMinute: 1, QueueTimeout: "200ms", RetryBackoffCap: "1ms"}}}
+	cfg.applyDefaults()
+	h := keyedHarness(t, cfg, keyCreds{"main": keys("a")})
+	res, _ := h.do(t, http.MethodPost, "/v1/chat/completions", `{"model":"m"}`, nil)
+	assert.Equal(t, http.StatusInternalServerError, res.StatusCode)
+	assert.Equal(t, []string{"a"}, up.keys())
+	assert.Equal(t, 1, h.lastRecord(t, 1).Attempts)
+}
+
+// TestPacingRetryWaitsForRoom: with one request a second on the only key
+// and queue_timeout long enough, the retry of a 500 waits for the key's
+// room and then goes: the upstream sees it no sooner than a second after
+// the first (a lower bound, which a slow machine only widens).
+func TestPacingRetryWaitsForRoom(t *testing.T) {
+	up := newCountingUpstream(t, func(n int, _ string, w http.ResponseWriter) {
+		if n == 1 {
+			w.WriteHeader(http.StatusInternalServerError)
+		}
+		fmt.Fprint(w, `{"id":"x","choices":[]}`)
+	})
+	cfg := &Config{Upstreams: []Upstream{{Name: "main", BaseURL: up.URL + "/v1", Models: []string{"m"}, Keys: []string{"a"},
+		RequestsPerMinute: 60, QueueTimeout: "30s", RetryBackoffCap: "1ms"}}}
+	cfg.applyDefaults()
+	h := keyedHarness(t, cfg, keyCreds{"main": keys("a")})
+	res, _ := h.do(t, http.MethodPost, "/v1/chat/completions", `{"model":"m"}`, nil)
+	assert.Equal(t, http.StatusOK, res.StatusCode)
+	require.Equal(t, []string{"a", "a"}, up.keys())
+	up.mu.Lock()
+	defer up.mu.Unlock()
+	assert.GreaterOrEqual(t, up.at[1].Sub(up.at[0])+10*time.Millisecond, time.Second, "the retry did not wait for the key's room")
+}
+
+// TestPacingPacesTheRetryOnAnotherKey: after key a's 429, the retry goes
+// to key b, which has room, and takes it: the next request, with a
+// cooling and b used, is held back (429 from pacing), where an unpaced
+// retry would have left b's room for it.
+func TestPacingPacesTheRetryOnAnotherKey(t *testing.T) {
+	up := newCountingUpstream(t, func(_ int, key string, w http.ResponseWriter) {
+		if key == "a" {
+			w.Header().Set("Retry-After", "60")
+			w.WriteHeader(http.StatusTooManyRequests)
+			fmt.Fprint(w, `{"error":{"message":"Rate limit reached for requests","type":"requests","code":"rate_limit_exceeded"}}`)
+			return
+		}
+		fmt.Fprint(w, `{"id":"x","choices":[]}`)
+	})
+	cfg := &Config{Upstreams: []Upstream{{Name: "main", BaseURL: up.URL + "/v1", Models: []string{"m"}, Keys: []string{"a", "b"},
+		RequestsPerMinute: 1, QueueTimeout: "200ms", RetryBackoffCap: "1ms"}}}
+	cfg.applyDefaults()
+	h := keyedHarness(t, cfg, keyCreds{"main": keys("a", "b")})
+	res, _ := h.do(t, http.MethodPost, "/v1/chat/completions", `{"model":"m"}`, nil)
+	require.Equal(t, http.StatusOK, res.StatusCode)
+	res, body := h.do(t, http.MethodPost, "/v1/chat/completions", `{"model":"m"}`, nil)
+	assert.Equal(t, http.StatusTooManyRequests, res.StatusCode)
+	assert.Contains(t, body, "requests_per_minute")
+	assert.Equal(t, []string{"a", "b"}, up.keys())
+}
+
+// TestPacingHoldsBackAFallback: a fallback's own pacing holds for the
+// attempts that reach it from another upstream. Its one request a minute
+// is used by a direct call first; then the primary's 500s are retried on
+// the primary alone, and the client gets its last 500.
+func TestPacingHoldsBackAFallback(t *testing.T) {
+	primary := newCountingUpstream(t, func(_ int, _ string, w http.ResponseWriter) {
+		w.WriteHeader(http.StatusInternalServerError)
+		fmt.Fprint(w, `{"error":{"message":"boom"}}`)
+	})
+	backup := newCountingUpstream(t, func(_ int, _ string, w http.ResponseWriter) {
+		fmt.Fprint(w, `{"id":"x","choices":[]}`)
+	})
+	cfg := &Config{Upstreams: []Upstream{
+		{Name: "main", BaseURL: primary.URL + "/v1", Models: []string{"m"}, Keys: []string{"p"}, Fallback: []string{"backup"},
+			QueueTimeout: "200ms", RetryBackoffCap: "1ms"},
+		{Name: "backup", BaseURL: backup.URL + "/v1", Keys: []string{"b"}, RequestsPerMinute: 1},
+	}}
+	cfg.applyDefaults()
+	h := keyedHarness(t, cfg, keyCreds{"main": keys("p"), "backup": keys("b")})
+	res, _ := h.do(t, http.MethodPost, "/u/backup/chat/completions", `{"model":"x"}`, nil)
+	require.Equal(t, http.StatusOK, res.StatusCode)
+	res, body := h.do(t, http.MethodPost, "/v1/chat/completions", `{"model":"m"}`, nil)
+	assert.Equal(t, http.StatusInternalServerError, res.StatusCode)
+	assert.Contains(t, body, "boom")
+	assert.Equal(t, []string{"b"}, backup.keys(), "the fallback was asked only once, directly")
+	assert.Equal(t, []string{"p", "p", "p"}, primary.keys())
 }
