@@ -68,8 +68,7 @@ func (a attempts) RoundTrip(out *http.Request) (*http.Response, error) {
 	}
 	// An upstream that said it is overloaded goes after its fallbacks
 	// until its backoff ends.
-	overloaded := len(primary.Fallback) > 0 && a.f.overload.backingOff(st.up.cfg.Name, time.Now())
-	if !overloaded {
+	if !st.overloaded {
 		add(st.up)
 	}
 	for _, name := range primary.Fallback {
@@ -77,7 +76,7 @@ func (a attempts) RoundTrip(out *http.Request) (*http.Response, error) {
 			add(u)
 		}
 	}
-	if overloaded {
+	if st.overloaded {
 		add(st.up)
 	}
 	// Whether a failed attempt's request went out decides whether another
@@ -108,6 +107,7 @@ tries:
 			break
 		}
 		var wait time.Duration
+		var waiting *atomic.Int64 // the pacer's count, while this attempt waits for its key's room
 		if last != nil {
 			wait = backoff(last, n, backoffCap)
 		}
@@ -119,9 +119,9 @@ tries:
 		case firstPace != nil && c.u == st.up && c.key.Label == firstPace.label:
 			st.pace, firstPace = firstPace, nil // the attempt forward paced
 		default:
-			p, w, why := c.u.pacer.retry(c.key.Label, st.tokens, time.Now(), st.deadline)
+			p, w, why := c.u.pacer.retry(c.key.Label, st.tokens, time.Now().Add(wait), st.paceDeadline(c.u))
 			if p == nil {
-				if last == nil {
+				if last == nil && lastErr == nil { // an earlier error says more
 					lastErr = paceError(c.u.cfg.Name, why)
 				}
 				if passed++; passed >= len(cands) {
@@ -129,14 +129,25 @@ tries:
 				}
 				continue
 			}
-			st.pace, wait = p, max(wait, w)
+			st.pace, wait = p, wait+w
+			if w > 0 {
+				waiting = &c.u.pacer.waiting
+			}
 		}
 		passed = 0
 		if last != nil {
 			last.Body.Close()
 			last = nil
 		}
-		if err := sleep(ctx, wait); err != nil {
+		if waiting != nil {
+			waiting.Add(1) // GET /v1/queue shows it
+		}
+		err := sleep(ctx, wait)
+		if waiting != nil {
+			waiting.Add(-1)
+		}
+		if err != nil {
+			st.pace.unsent(time.Now())
 			return nil, err
 		}
 		n++

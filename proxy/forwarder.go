@@ -243,6 +243,7 @@ type forwardState struct {
 	keys          []Credential            // with pacing: the routed upstream's usable keys, the paced one first
 	tokens        int                     // with pacing here or at a fallback: the request's estimate
 	deadline      time.Time               // the end of queue_timeout, for pacing's waits
+	overloaded    bool                    // up backs off as overloaded: its fallbacks go first
 }
 
 // answered is the upstream that answered.
@@ -485,11 +486,12 @@ func (f *Forwarder) forward(rt *runtime, w *recorder, r *http.Request, name stri
 	if up.cfg.Auth == AuthGoogAPIKey {
 		query = withoutKey(query) // before a fallback of another kind can see it
 	}
-	st := &forwardState{rt: rt, up: up, rest: rest, query: query, rec: rec, deadline: rec.Start.Add(up.waits.queue)}
+	st := &forwardState{rt: rt, up: up, rest: rest, query: query, rec: rec, deadline: rec.Start.Add(up.waits.queue),
+		overloaded: len(up.cfg.Fallback) > 0 && f.overload.backingOff(up.cfg.Name, rec.Start)}
 	if up.paced(rt) {
 		st.tokens = estimateTokens(body, fields)
 	}
-	if up.pacer != nil {
+	if up.pacer != nil && !st.overloaded { // else its fallbacks go first, each attempt paced on its own
 		// The keys are listed once, here, and the attempts use the same
 		// list (listing turns the round-robin); without a usable key the
 		// attempts say why.

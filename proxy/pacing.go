@@ -26,12 +26,15 @@ import (
 // body's bytes for the prompt) and corrected upward from the answer's
 // usage (see pace.used).
 // A later attempt (a retry, another key after a 429, a fallback upstream
-// with pacing of its own) is paced too, for the key it goes to: it waits
-// for its backoff or its key's room, whichever is longer, but only while
-// the request's queue_timeout lasts, and out of line (it has waited its
-// turn once). A key whose room comes later is passed over like a cooling
-// one: the answer the client gets is then the last attempt's, or, when
-// none went out, the same 429 as above.
+// with pacing of its own) is paced too, for the key it goes to: after its
+// backoff it waits for that key's room, out of line (it has waited its
+// turn once), but only while the request's queue_timeout lasts (and, for
+// an answer that is not a stream, its request_timeout). A key whose room
+// comes later is passed over like a cooling one: the answer the client
+// gets is then the last attempt's, or, when none went out, the same 429
+// as above. While the routed upstream backs off as overloaded its
+// fallbacks go first, so the request does not wait in its line: each
+// attempt is paced on its own.
 
 // pacer paces one upstream's keys.
 type pacer struct {
@@ -45,7 +48,10 @@ type pacer struct {
 	why     atomic.Pointer[paceWait] // the first waiter's reason, for /v1/queue
 }
 
-type keyPace struct{ req, tok *rate.Limiter }
+type keyPace struct {
+	mu       sync.Mutex // a reservation and its giving back are one step
+	req, tok *rate.Limiter
+}
 
 // paceWait is why requests wait, and until when.
 type paceWait struct {
@@ -103,6 +109,7 @@ type pace struct {
 	pc     *pacer
 	label  string
 	tokens int
+	rs     [2]*rate.Reservation
 }
 
 // take waits until one of labels has room for a request of tokens, in
@@ -129,18 +136,17 @@ func (pc *pacer) take(ctx context.Context, upstream string, labels []string, tok
 		now := time.Now()
 		var best *paceWait
 		for _, label := range labels {
-			rs, wait, limit := pc.key(label).reserve(now, tokens)
-			if wait == 0 {
+			rs, wait, limit, ok := pc.key(label).reserve(now, tokens, now)
+			if ok {
 				pc.why.Store(nil)
-				return &pace{pc: pc, label: label, tokens: tokens}, nil
+				return &pace{pc: pc, label: label, tokens: tokens, rs: rs}, nil
 			}
-			giveBack(rs, now)
 			if best == nil || now.Add(wait).Before(best.Until) {
 				best = &paceWait{Limit: limit, Until: now.Add(wait)}
 			}
 		}
 		if best == nil {
-			return &pace{pc: pc}, nil // no key to pace
+			return nil, nil // no key to pace
 		}
 		pc.why.Store(best)
 		if best.Until.After(deadline) {
@@ -165,26 +171,35 @@ func (pc *pacer) clip(tokens int) int {
 	return tokens
 }
 
-// reserve takes a request and tokens from the key's buckets, and says how
-// long until both have them (0: now) and which limit holds the request
-// back. A caller that will not send the request then gives rs back.
-func (k *keyPace) reserve(now time.Time, tokens int) (rs [2]*rate.Reservation, wait time.Duration, limit string) {
+// reserve takes a request and tokens from the key's buckets for a request
+// that would go at at, if both have them by deadline (room at at itself is
+// always taken); otherwise it takes nothing (ok is false). It says how
+// long after at both have room, and which limit holds the request back.
+// Taking and giving back are one step under the key's lock: another
+// request's reservation between them would keep the room given back.
+func (k *keyPace) reserve(at time.Time, tokens int, deadline time.Time) (rs [2]*rate.Reservation, wait time.Duration, limit string, ok bool) {
+	k.mu.Lock()
+	defer k.mu.Unlock()
 	if k.req != nil {
-		rs[0] = k.req.ReserveN(now, 1)
-		if d := rs[0].DelayFrom(now); d > wait {
+		rs[0] = k.req.ReserveN(at, 1)
+		if d := rs[0].DelayFrom(at); d > wait {
 			wait, limit = d, "requests_per_minute"
 		}
 	}
 	if k.tok != nil {
-		rs[1] = k.tok.ReserveN(now, tokens)
-		if d := rs[1].DelayFrom(now); d > wait {
+		rs[1] = k.tok.ReserveN(at, tokens)
+		if d := rs[1].DelayFrom(at); d > wait {
 			wait, limit = d, "tokens_per_minute"
 		}
 	}
-	return rs, wait, limit
+	if wait > 0 && at.Add(wait).After(deadline) {
+		giveBack(rs, at)
+		return rs, wait, limit, false
+	}
+	return rs, wait, limit, true
 }
 
-// giveBack returns what reserve took.
+// giveBack returns what reserve took, as far as its time has not come.
 func giveBack(rs [2]*rate.Reservation, now time.Time) {
 	for _, r := range rs {
 		if r != nil {
@@ -193,18 +208,25 @@ func giveBack(rs [2]*rate.Reservation, now time.Time) {
 	}
 }
 
-// retry paces a later attempt on label (see the top of this file): it
-// takes room for a request of tokens and says how long to wait for it, or
-// takes nothing and says why when the room comes only after deadline
-// (room now is taken, even past the deadline).
-func (pc *pacer) retry(label string, tokens int, now, deadline time.Time) (*pace, time.Duration, *paceWait) {
+// retry paces a later attempt on label that would go at at (after its
+// backoff; see the top of this file): it takes room for a request of
+// tokens and says how long after at to wait for it, or takes nothing and
+// says why when the room comes only after deadline.
+func (pc *pacer) retry(label string, tokens int, at, deadline time.Time) (*pace, time.Duration, *paceWait) {
 	tokens = pc.clip(tokens)
-	rs, wait, limit := pc.key(label).reserve(now, tokens)
-	if wait > 0 && now.Add(wait).After(deadline) {
-		giveBack(rs, now)
-		return nil, 0, &paceWait{Limit: limit, Until: now.Add(wait)}
+	rs, wait, limit, ok := pc.key(label).reserve(at, tokens, deadline)
+	if !ok {
+		return nil, 0, &paceWait{Limit: limit, Until: at.Add(wait)}
 	}
-	return &pace{pc: pc, label: label, tokens: tokens}, wait, nil
+	return &pace{pc: pc, label: label, tokens: tokens, rs: rs}, wait, nil
+}
+
+// unsent gives back a pace whose request did not go out (its client left
+// while it waited).
+func (p *pace) unsent(now time.Time) {
+	if p != nil {
+		giveBack(p.rs, now)
+	}
 }
 
 // used corrects the key's token count from the answer's usage: what the
@@ -213,7 +235,7 @@ func (pc *pacer) retry(label string, tokens int, now, deadline time.Time) (*pace
 // max_tokens against the limit the same way (OpenAI documents it), so the
 // estimate is what the limit sees.
 func (p *pace) used(actual int64) {
-	if p == nil || p.label == "" || p.pc.tpm <= 0 {
+	if p == nil || p.pc.tpm <= 0 {
 		return
 	}
 	if diff := int(actual) - p.tokens; diff > 0 {
@@ -260,6 +282,17 @@ var base64Blob = regexp.MustCompile(`"(data:[^";,]{1,100};base64,)?[A-Za-z0-9+/=
 // charge for a large image (OpenAI 765 at high detail, Anthropic up to
 // about 1,600).
 const mediaTokens = 1000
+
+// paceDeadline is until when an attempt at u may wait for its key's room:
+// while queue_timeout lasts and, for an answer that is not a stream, while
+// u's request_timeout does (the attempt would begin with no time left).
+func (st *forwardState) paceDeadline(u *upstreamRT) time.Time {
+	d := st.deadline
+	if t := st.rec.Start.Add(u.waits.request); !st.stream && t.Before(d) {
+		d = t
+	}
+	return d
+}
 
 // paced says whether a request routed to u may meet pacing: its own, or a
 // fallback's.

@@ -317,3 +317,106 @@ func TestPacingHoldsBackAFallback(t *testing.T) {
 	assert.Equal(t, []string{"b"}, backup.keys(), "the fallback was asked only once, directly")
 	assert.Equal(t, []string{"p", "p", "p"}, primary.keys())
 }
+
+// TestPacingRetryKeepsWithinRequestTimeout: a retry whose key's room comes
+// after request_timeout is passed over, and the client gets the 500
+// rather than a 504 made up by an attempt that began with no time left.
+func TestPacingRetryKeepsWithinRequestTimeout(t *testing.T) {
+	up := newCountingUpstream(t, func(n int, _ string, w http.ResponseWriter) {
+		if n == 1 {
+			w.WriteHeader(http.StatusInternalServerError)
+		}
+		fmt.Fprint(w, `{"id":"x","choices":[]}`)
+	})
+	cfg := &Config{Upstreams: []Upstream{{Name: "main", BaseURL: up.URL + "/v1", Models: []string{"m"}, Keys: []string{"a"},
+		RequestsPerMinute: 30, QueueTimeout: "30s", RequestTimeout: "1s", RetryBackoffCap: "1ms"}}}
+	cfg.applyDefaults()
+	h := keyedHarness(t, cfg, keyCreds{"main": keys("a")})
+	res, _ := h.do(t, http.MethodPost, "/v1/chat/completions", `{"model":"m"}`, nil)
+	assert.Equal(t, http.StatusInternalServerError, res.StatusCode)
+	assert.Equal(t, []string{"a"}, up.keys())
+	assert.Equal(t, 1, h.lastRecord(t, 1).Attempts)
+}
+
+// TestPacingLeavesAnOverloadedUpstreamUncharged: while the routed upstream
+// backs off as overloaded, its fallback goes first and the request is not
+// counted against the routed upstream's keys, which it does not reach.
+func TestPacingLeavesAnOverloadedUpstreamUncharged(t *testing.T) {
+	primary := newCountingUpstream(t, func(_ int, _ string, w http.ResponseWriter) {
+		w.Header().Set("Retry-After", "60")
+		w.WriteHeader(529)
+		fmt.Fprint(w, `{"type":"error","error":{"type":"overloaded_error","message":"Overloaded"}}`)
+	})
+	backup := newCountingUpstream(t, func(_ int, _ string, w http.ResponseWriter) {
+		fmt.Fprint(w, `{"id":"x","choices":[]}`)
+	})
+	cfg := &Config{Upstreams: []Upstream{
+		{Name: "main", BaseURL: primary.URL + "/v1", Models: []string{"m"}, Keys: []string{"p"}, Fallback: []string{"backup"},
+			RequestsPerMinute: 1, QueueTimeout: "200ms"},
+		{Name: "backup", BaseURL: backup.URL + "/v1", Keys: []string{"b"}},
+	}}
+	cfg.applyDefaults()
+	h := keyedHarness(t, cfg, keyCreds{"main": keys("p"), "backup": keys("b")})
+	for i := range 3 {
+		res, body := h.do(t, http.MethodPost, "/v1/chat/completions", `{"model":"m"}`, nil)
+		require.Equal(t, http.StatusOK, res.StatusCode, "request %d: %s", i+1, body)
+	}
+	assert.Equal(t, []string{"p"}, primary.keys(), "the overloaded upstream was asked once")
+	assert.Equal(t, []string{"b", "b", "b"}, backup.keys())
+}
+
+// TestPaceRetryTakesRoomAtItsTime: a retry's room is taken for when it
+// goes (after its backoff), and given back in full when it does not go
+// (passed over, or its client left while it waited). Times are given, not
+// read, so the buckets' state is exact.
+func TestPaceRetryTakesRoomAtItsTime(t *testing.T) {
+	pc := (&pacers{}).get(&Upstream{Name: "x", RequestsPerMinute: 60}) // one a second, one at once
+	t0 := time.Now()
+	p, w, _ := pc.retry("k", 1, t0, t0)
+	require.NotNil(t, p)
+	require.Zero(t, w, "the bucket starts full")
+	req := pc.key("k").req
+
+	// Going 2 s later, after a backoff, the room is there by then: no wait.
+	p, w, _ = pc.retry("k", 1, t0.Add(2*time.Second), t0.Add(2*time.Second))
+	require.NotNil(t, p)
+	assert.Zero(t, w)
+	// That room counts from 2 s: a request at 1.5 s waits a second.
+	_, w, _, ok := pc.key("k").reserve(t0.Add(1500*time.Millisecond), 1, t0.Add(time.Minute))
+	require.True(t, ok)
+	assert.InDelta(t, time.Second, w, float64(time.Millisecond))
+
+	// Passed over (its room comes after its deadline): nothing is taken.
+	before := req.TokensAt(t0.Add(time.Minute))
+	p, _, why := pc.retry("k", 1, t0.Add(3*time.Second), t0.Add(3*time.Second))
+	assert.Nil(t, p)
+	require.NotNil(t, why)
+	assert.Equal(t, "requests_per_minute", why.Limit)
+	assert.InDelta(t, before, req.TokensAt(t0.Add(time.Minute)), 1e-9)
+
+	// Taken, then not sent: given back in full.
+	p, w, _ = pc.retry("k", 1, t0.Add(3*time.Second), t0.Add(time.Minute))
+	require.NotNil(t, p)
+	require.Positive(t, w)
+	p.unsent(t0.Add(3 * time.Second))
+	assert.InDelta(t, before, req.TokensAt(t0.Add(time.Minute)), 1e-9)
+}
+
+// TestPacingCorrectsAnUpstreamWithoutKeys: an upstream with auth = "none"
+// is paced as one key, and an answer's usage beyond the estimate is taken
+// from it too.
+func TestPacingCorrectsAnUpstreamWithoutKeys(t *testing.T) {
+	up := newCountingUpstream(t, func(_ int, _ string, w http.ResponseWriter) {
+		fmt.Fprint(w, `{"id":"x","choices":[],"usage":{"prompt_tokens":100,"completion_tokens":800}}`)
+	})
+	cfg := &Config{Upstreams: []Upstream{{Name: "local", BaseURL: up.URL + "/v1", Models: []string{"m"}, Auth: AuthNone,
+		TokensPerMinute: 1000, QueueTimeout: "200ms"}}}
+	cfg.applyDefaults()
+	h := keyedHarness(t, cfg, keyCreds{})
+	res, _ := h.do(t, http.MethodPost, "/v1/chat/completions", `{"model":"m","max_tokens":10}`, nil)
+	require.Equal(t, http.StatusOK, res.StatusCode)
+	res, body := h.do(t, http.MethodPost, "/v1/chat/completions", `{"model":"m","max_tokens":500}`, nil)
+	assert.Equal(t, http.StatusTooManyRequests, res.StatusCode, "the first answer's 900 tokens were not counted")
+	assert.Contains(t, body, "tokens_per_minute")
+	assert.Len(t, up.keys(), 1)
+}
