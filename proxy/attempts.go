@@ -99,17 +99,30 @@ func (a attempts) RoundTrip(out *http.Request) (*http.Response, error) {
 		return candidate{}, false
 	}
 	firstPace := st.pace // forward paced the routed upstream's first key
-	passed := 0          // candidates passed over in a row, their key's room too far off
+	passed := 0          // candidates passed over in a row (no time left, or no room in time)
+	passOver := func() bool { passed++; return passed >= len(cands) }
+	backedOff := false // the backoff after last has been waited
+	attempted := false // an attempt went: its error says more than pacing's
 tries:
 	for n := 0; n < maxAttempts; {
 		c, ok := next()
 		if !ok {
 			break
 		}
-		var wait time.Duration
-		var waiting *atomic.Int64 // the pacer's count, while this attempt waits for its key's room
-		if last != nil {
-			wait = backoff(last, n, backoffCap)
+		if last != nil && !backedOff {
+			wait := backoff(last, n, backoffCap)
+			if !st.stream && !time.Now().Add(wait).Before(st.rec.Start.Add(c.u.waits.request)) {
+				// This answer's time would be over before the attempt
+				// began: the client gets the last answer, not a 504.
+				if passOver() {
+					break tries
+				}
+				continue
+			}
+			if err := sleep(ctx, wait); err != nil {
+				return nil, err
+			}
+			backedOff = true
 		}
 		// st.pace becomes this attempt's, whose key the answer's usage
 		// corrects.
@@ -119,36 +132,25 @@ tries:
 		case firstPace != nil && c.u == st.up && c.key.Label == firstPace.label:
 			st.pace, firstPace = firstPace, nil // the attempt forward paced
 		default:
-			p, w, why := c.u.pacer.retry(c.key.Label, st.tokens, time.Now().Add(wait), st.paceDeadline(c.u))
+			p, wait, why := c.u.pacer.retry(c.key.Label, st.tokens, time.Now(), st.paceDeadline(c.u))
 			if p == nil {
-				if last == nil && lastErr == nil { // an earlier error says more
+				if last == nil && !attempted {
 					lastErr = paceError(c.u.cfg.Name, why)
 				}
-				if passed++; passed >= len(cands) {
+				if passOver() {
 					break tries
 				}
 				continue
 			}
-			st.pace, wait = p, wait+w
-			if w > 0 {
-				waiting = &c.u.pacer.waiting
+			if err := c.u.pacer.hold(ctx, p, wait, why); err != nil {
+				return nil, err
 			}
+			st.pace = p
 		}
-		passed = 0
+		passed, backedOff, attempted = 0, false, true
 		if last != nil {
 			last.Body.Close()
 			last = nil
-		}
-		if waiting != nil {
-			waiting.Add(1) // GET /v1/queue shows it
-		}
-		err := sleep(ctx, wait)
-		if waiting != nil {
-			waiting.Add(-1)
-		}
-		if err != nil {
-			st.pace.unsent(time.Now())
-			return nil, err
 		}
 		n++
 		st.rec.Attempts = n
@@ -359,6 +361,12 @@ func sleep(ctx context.Context, d time.Duration) error {
 type overloads struct {
 	mu sync.Mutex
 	m  map[string]time.Time
+}
+
+// overloaded says whether up backs off as overloaded now, so that its
+// fallbacks go first.
+func (f *Forwarder) overloaded(up *upstreamRT) bool {
+	return len(up.cfg.Fallback) > 0 && f.overload.backingOff(up.cfg.Name, time.Now())
 }
 
 func (o *overloads) set(name string, until time.Time) {

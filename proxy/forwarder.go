@@ -486,12 +486,11 @@ func (f *Forwarder) forward(rt *runtime, w *recorder, r *http.Request, name stri
 	if up.cfg.Auth == AuthGoogAPIKey {
 		query = withoutKey(query) // before a fallback of another kind can see it
 	}
-	st := &forwardState{rt: rt, up: up, rest: rest, query: query, rec: rec, deadline: rec.Start.Add(up.waits.queue),
-		overloaded: len(up.cfg.Fallback) > 0 && f.overload.backingOff(up.cfg.Name, rec.Start)}
+	st := &forwardState{rt: rt, up: up, rest: rest, query: query, rec: rec, deadline: rec.Start.Add(up.waits.queue)}
 	if up.paced(rt) {
 		st.tokens = estimateTokens(body, fields)
 	}
-	if up.pacer != nil && !st.overloaded { // else its fallbacks go first, each attempt paced on its own
+	if up.pacer != nil && !f.overloaded(up) { // else its fallbacks go first, each attempt paced on its own
 		// The keys are listed once, here, and the attempts use the same
 		// list (listing turns the round-robin); without a usable key the
 		// attempts say why.
@@ -511,6 +510,10 @@ func (f *Forwarder) forward(rt *runtime, w *recorder, r *http.Request, name stri
 			st.keys = keys
 		}
 	}
+	// After any wait for pacing: an upstream that said meanwhile it is
+	// overloaded goes after its fallbacks (its paced key is kept for its
+	// turn).
+	st.overloaded = f.overloaded(up)
 	st.stream = isStreamRequest(rest, r.URL.RawQuery, fields)
 	st.body, st.injectedUsage = askForUsage(up.cfg, rest, body, fields)
 	body = st.body

@@ -171,29 +171,31 @@ func (pc *pacer) clip(tokens int) int {
 	return tokens
 }
 
-// reserve takes a request and tokens from the key's buckets for a request
-// that would go at at, if both have them by deadline (room at at itself is
-// always taken); otherwise it takes nothing (ok is false). It says how
-// long after at both have room, and which limit holds the request back.
-// Taking and giving back are one step under the key's lock: another
-// request's reservation between them would keep the room given back.
-func (k *keyPace) reserve(at time.Time, tokens int, deadline time.Time) (rs [2]*rate.Reservation, wait time.Duration, limit string, ok bool) {
+// reserve takes a request and tokens from the key's buckets if both have
+// them by deadline (room now is always taken); otherwise it takes nothing
+// (ok is false). It says how long until both have room, and which limit
+// holds the request back. Taking and giving back are one step under the
+// key's lock: another request's reservation between them would keep the
+// room given back. now is the present, never a later time: the buckets
+// count time forward only (x/time/rate takes a time before the latest it
+// saw as no time passed, and would count a refill twice).
+func (k *keyPace) reserve(now time.Time, tokens int, deadline time.Time) (rs [2]*rate.Reservation, wait time.Duration, limit string, ok bool) {
 	k.mu.Lock()
 	defer k.mu.Unlock()
 	if k.req != nil {
-		rs[0] = k.req.ReserveN(at, 1)
-		if d := rs[0].DelayFrom(at); d > wait {
+		rs[0] = k.req.ReserveN(now, 1)
+		if d := rs[0].DelayFrom(now); d > wait {
 			wait, limit = d, "requests_per_minute"
 		}
 	}
 	if k.tok != nil {
-		rs[1] = k.tok.ReserveN(at, tokens)
-		if d := rs[1].DelayFrom(at); d > wait {
+		rs[1] = k.tok.ReserveN(now, tokens)
+		if d := rs[1].DelayFrom(now); d > wait {
 			wait, limit = d, "tokens_per_minute"
 		}
 	}
-	if wait > 0 && at.Add(wait).After(deadline) {
-		giveBack(rs, at)
+	if wait > 0 && now.Add(wait).After(deadline) {
+		giveBack(rs, now)
 		return rs, wait, limit, false
 	}
 	return rs, wait, limit, true
@@ -208,25 +210,41 @@ func giveBack(rs [2]*rate.Reservation, now time.Time) {
 	}
 }
 
-// retry paces a later attempt on label that would go at at (after its
-// backoff; see the top of this file): it takes room for a request of
-// tokens and says how long after at to wait for it, or takes nothing and
-// says why when the room comes only after deadline.
-func (pc *pacer) retry(label string, tokens int, at, deadline time.Time) (*pace, time.Duration, *paceWait) {
+// retry paces a later attempt on label, after its backoff (see the top of
+// this file): it takes room for a request of tokens and says how long to
+// wait for it, or takes nothing when the room comes only after deadline
+// (p is nil). why says what holds the attempt back, when it waits.
+func (pc *pacer) retry(label string, tokens int, now, deadline time.Time) (p *pace, wait time.Duration, why *paceWait) {
 	tokens = pc.clip(tokens)
-	rs, wait, limit, ok := pc.key(label).reserve(at, tokens, deadline)
-	if !ok {
-		return nil, 0, &paceWait{Limit: limit, Until: at.Add(wait)}
+	rs, wait, limit, ok := pc.key(label).reserve(now, tokens, deadline)
+	if wait > 0 {
+		why = &paceWait{Limit: limit, Until: now.Add(wait)}
 	}
-	return &pace{pc: pc, label: label, tokens: tokens, rs: rs}, wait, nil
+	if !ok {
+		return nil, 0, why
+	}
+	return &pace{pc: pc, label: label, tokens: tokens, rs: rs}, wait, why
 }
 
-// unsent gives back a pace whose request did not go out (its client left
-// while it waited).
-func (p *pace) unsent(now time.Time) {
-	if p != nil {
-		giveBack(p.rs, now)
+// hold waits d for the room retry took, counted in GET /v1/queue (and its
+// reason shown when no other waits); a client that leaves gives it back.
+func (pc *pacer) hold(ctx context.Context, p *pace, d time.Duration, why *paceWait) error {
+	if d <= 0 {
+		return nil
 	}
+	pc.waiting.Add(1)
+	defer pc.waiting.Add(-1)
+	if pc.why.CompareAndSwap(nil, why) {
+		defer pc.why.CompareAndSwap(why, nil)
+	}
+	if err := sleep(ctx, d); err != nil {
+		k := pc.key(p.label)
+		k.mu.Lock()
+		giveBack(p.rs, time.Now())
+		k.mu.Unlock()
+		return err
+	}
+	return nil
 }
 
 // used corrects the key's token count from the answer's usage: what the

@@ -1,6 +1,7 @@
 package proxy
 
 import (
+	"context"
 	"encoding/json"
 	"fmt"
 	"net/http"
@@ -318,24 +319,115 @@ func TestPacingHoldsBackAFallback(t *testing.T) {
 	assert.Equal(t, []string{"p", "p", "p"}, primary.keys())
 }
 
-// TestPacingRetryKeepsWithinRequestTimeout: a retry whose key's room comes
-// after request_timeout is passed over, and the client gets the 500
-// rather than a 504 made up by an attempt that began with no time left.
+// TestPacingRetryKeepsWithinRequestTimeout: a retry whose key's room, or
+// whose backoff alone, would come after request_timeout is passed over,
+// and the client gets the 500 rather than a 504 made up by an attempt
+// that began with no time left.
 func TestPacingRetryKeepsWithinRequestTimeout(t *testing.T) {
+	for _, tc := range []struct {
+		name       string
+		up         Upstream
+		retryAfter string
+	}{
+		{"the key's room", Upstream{RequestsPerMinute: 30, QueueTimeout: "30s", RetryBackoffCap: "1ms"}, ""},
+		{"the backoff, unpaced", Upstream{RetryBackoffCap: "5s"}, "3"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			up := newCountingUpstream(t, func(n int, _ string, w http.ResponseWriter) {
+				if n == 1 {
+					if tc.retryAfter != "" {
+						w.Header().Set("Retry-After", tc.retryAfter)
+					}
+					w.WriteHeader(http.StatusInternalServerError)
+				}
+				fmt.Fprint(w, `{"id":"x","choices":[]}`)
+			})
+			u := tc.up
+			u.Name, u.BaseURL, u.Models, u.Keys, u.RequestTimeout = "main", up.URL+"/v1", []string{"m"}, []string{"a"}, "1s"
+			cfg := &Config{Upstreams: []Upstream{u}}
+			cfg.applyDefaults()
+			h := keyedHarness(t, cfg, keyCreds{"main": keys("a")})
+			res, _ := h.do(t, http.MethodPost, "/v1/chat/completions", `{"model":"m"}`, nil)
+			assert.Equal(t, http.StatusInternalServerError, res.StatusCode)
+			assert.Equal(t, []string{"a"}, up.keys())
+			assert.Equal(t, 1, h.lastRecord(t, 1).Attempts)
+		})
+	}
+}
+
+// TestPacingRetryTakesNoRoomAhead: a request that waits for tokens while
+// another's retry sits out its backoff still waits its full time; the
+// retry takes its room only when it would go (the buckets count time
+// forward only), and then there is none. The gap is a lower bound, which a
+// slow machine only widens.
+func TestPacingRetryTakesNoRoomAhead(t *testing.T) {
+	first := make(chan struct{})
 	up := newCountingUpstream(t, func(n int, _ string, w http.ResponseWriter) {
 		if n == 1 {
+			close(first)
+			w.Header().Set("Retry-After", "2")
 			w.WriteHeader(http.StatusInternalServerError)
 		}
 		fmt.Fprint(w, `{"id":"x","choices":[]}`)
 	})
 	cfg := &Config{Upstreams: []Upstream{{Name: "main", BaseURL: up.URL + "/v1", Models: []string{"m"}, Keys: []string{"a"},
-		RequestsPerMinute: 30, QueueTimeout: "30s", RequestTimeout: "1s", RetryBackoffCap: "1ms"}}}
+		TokensPerMinute: 6000, QueueTimeout: "30s"}}} // 100 tokens a second
 	cfg.applyDefaults()
 	h := keyedHarness(t, cfg, keyCreds{"main": keys("a")})
-	res, _ := h.do(t, http.MethodPost, "/v1/chat/completions", `{"model":"m"}`, nil)
-	assert.Equal(t, http.StatusInternalServerError, res.StatusCode)
-	assert.Equal(t, []string{"a"}, up.keys())
-	assert.Equal(t, 1, h.lastRecord(t, 1).Attempts)
+	var wg sync.WaitGroup
+	var big int
+	wg.Go(func() {
+		res, _ := h.do(t, http.MethodPost, "/v1/chat/completions", `{"model":"m","max_tokens":5990}`, nil)
+		big = res.StatusCode
+	})
+	<-first
+	res, _ := h.do(t, http.MethodPost, "/v1/chat/completions", `{"model":"m","max_tokens":190}`, nil)
+	assert.Equal(t, http.StatusOK, res.StatusCode)
+	wg.Wait()
+	assert.Equal(t, http.StatusInternalServerError, big, "the big request's retry found no room")
+	require.Len(t, up.keys(), 2)
+	up.mu.Lock()
+	defer up.mu.Unlock()
+	assert.GreaterOrEqual(t, up.at[1].Sub(up.at[0])+10*time.Millisecond, 1500*time.Millisecond,
+		"the small request went before its tokens were back")
+}
+
+// TestPacingOverloadedWhileWaiting: an upstream that says it is overloaded
+// while a request waits for its pace is not tried first by that request:
+// its fallback is.
+func TestPacingOverloadedWhileWaiting(t *testing.T) {
+	var h *harness
+	waiting := func() int64 { return h.fwd.state.Load().byName["main"].pacer.waiting.Load() }
+	primary := newCountingUpstream(t, func(_ int, _ string, w http.ResponseWriter) {
+		// Until the second request waits in line (at most 10 s: on code
+		// that does not get there, the test fails rather than hangs).
+		for until := time.Now().Add(10 * time.Second); waiting() == 0 && time.Now().Before(until); {
+			time.Sleep(time.Millisecond)
+		}
+		w.Header().Set("Retry-After", "60")
+		w.WriteHeader(529)
+		fmt.Fprint(w, `{"type":"error","error":{"type":"overloaded_error","message":"Overloaded"}}`)
+	})
+	backup := newCountingUpstream(t, func(_ int, _ string, w http.ResponseWriter) {
+		fmt.Fprint(w, `{"id":"x","choices":[]}`)
+	})
+	cfg := &Config{Upstreams: []Upstream{
+		{Name: "main", BaseURL: primary.URL + "/v1", Models: []string{"m"}, Keys: []string{"p"}, Fallback: []string{"backup"},
+			RequestsPerMinute: 60, QueueTimeout: "30s"},
+		{Name: "backup", BaseURL: backup.URL + "/v1", Keys: []string{"b"}},
+	}}
+	cfg.applyDefaults()
+	h = keyedHarness(t, cfg, keyCreds{"main": keys("p"), "backup": keys("b")})
+	var wg sync.WaitGroup
+	for range 2 {
+		wg.Go(func() {
+			res, body := h.do(t, http.MethodPost, "/v1/chat/completions", `{"model":"m"}`, nil)
+			assert.Equal(t, http.StatusOK, res.StatusCode, body)
+		})
+	}
+	wg.Wait()
+	assert.Equal(t, []string{"p"}, primary.keys(), "the second request tried the upstream known to be overloaded")
+	assert.Equal(t, []string{"b", "b"}, backup.keys())
 }
 
 // TestPacingLeavesAnOverloadedUpstreamUncharged: while the routed upstream
@@ -365,41 +457,38 @@ func TestPacingLeavesAnOverloadedUpstreamUncharged(t *testing.T) {
 	assert.Equal(t, []string{"b", "b", "b"}, backup.keys())
 }
 
-// TestPaceRetryTakesRoomAtItsTime: a retry's room is taken for when it
-// goes (after its backoff), and given back in full when it does not go
-// (passed over, or its client left while it waited). Times are given, not
-// read, so the buckets' state is exact.
-func TestPaceRetryTakesRoomAtItsTime(t *testing.T) {
-	pc := (&pacers{}).get(&Upstream{Name: "x", RequestsPerMinute: 60}) // one a second, one at once
+// TestPaceRetryGivesBackWhatItDoesNotUse: a retry passed over (its room
+// comes after its deadline) takes nothing, and one whose client leaves
+// while it waits gives its room back in full. Times are given, not read,
+// so the buckets' state is exact.
+func TestPaceRetryGivesBackWhatItDoesNotUse(t *testing.T) {
+	pc := (&pacers{}).get(&Upstream{Name: "x", RequestsPerMinute: 60, TokensPerMinute: 600}) // one request a second
 	t0 := time.Now()
-	p, w, _ := pc.retry("k", 1, t0, t0)
+	p, w, why := pc.retry("k", 100, t0, t0)
 	require.NotNil(t, p)
-	require.Zero(t, w, "the bucket starts full")
-	req := pc.key("k").req
+	require.Zero(t, w, "the buckets start full")
+	require.Nil(t, why)
+	k := pc.key("k")
+	later := t0.Add(time.Minute)
+	reqs, toks := k.req.TokensAt(later), k.tok.TokensAt(later)
 
-	// Going 2 s later, after a backoff, the room is there by then: no wait.
-	p, w, _ = pc.retry("k", 1, t0.Add(2*time.Second), t0.Add(2*time.Second))
-	require.NotNil(t, p)
-	assert.Zero(t, w)
-	// That room counts from 2 s: a request at 1.5 s waits a second.
-	_, w, _, ok := pc.key("k").reserve(t0.Add(1500*time.Millisecond), 1, t0.Add(time.Minute))
-	require.True(t, ok)
-	assert.InDelta(t, time.Second, w, float64(time.Millisecond))
-
-	// Passed over (its room comes after its deadline): nothing is taken.
-	before := req.TokensAt(t0.Add(time.Minute))
-	p, _, why := pc.retry("k", 1, t0.Add(3*time.Second), t0.Add(3*time.Second))
-	assert.Nil(t, p)
+	p, _, why = pc.retry("k", 100, t0, t0.Add(500*time.Millisecond))
+	assert.Nil(t, p, "its room comes in a second, after its deadline")
 	require.NotNil(t, why)
 	assert.Equal(t, "requests_per_minute", why.Limit)
-	assert.InDelta(t, before, req.TokensAt(t0.Add(time.Minute)), 1e-9)
+	assert.InDelta(t, reqs, k.req.TokensAt(later), 1e-9, "a pass-over took requests")
+	assert.InDelta(t, toks, k.tok.TokensAt(later), 1e-9, "a pass-over took tokens")
 
-	// Taken, then not sent: given back in full.
-	p, w, _ = pc.retry("k", 1, t0.Add(3*time.Second), t0.Add(time.Minute))
+	p, w, why = pc.retry("k", 100, t0, later)
 	require.NotNil(t, p)
-	require.Positive(t, w)
-	p.unsent(t0.Add(3 * time.Second))
-	assert.InDelta(t, before, req.TokensAt(t0.Add(time.Minute)), 1e-9)
+	assert.InDelta(t, time.Second, w, float64(time.Millisecond))
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel() // the client left
+	require.Error(t, pc.hold(ctx, p, w, why))
+	assert.InDelta(t, reqs, k.req.TokensAt(later), 1e-6, "the room was not given back")
+	assert.InDelta(t, toks, k.tok.TokensAt(later), 1e-6, "the tokens were not given back")
+	assert.Zero(t, pc.waiting.Load())
+	assert.Nil(t, pc.why.Load())
 }
 
 // TestPacingCorrectsAnUpstreamWithoutKeys: an upstream with auth = "none"
