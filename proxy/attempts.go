@@ -109,8 +109,11 @@ tries:
 		if !ok {
 			break
 		}
-		if last != nil && !backedOff {
-			wait := backoff(last, n, backoffCap)
+		if last != nil {
+			var wait time.Duration // the backoff after last, waited once
+			if !backedOff {
+				wait = backoff(last, n, backoffCap)
+			}
 			if !st.stream && !time.Now().Add(wait).Before(st.rec.Start.Add(c.u.waits.request)) {
 				// This answer's time would be over before the attempt
 				// began: the client gets the last answer, not a 504.
@@ -120,6 +123,7 @@ tries:
 				continue
 			}
 			if err := sleep(ctx, wait); err != nil {
+				last.Body.Close()
 				return nil, err
 			}
 			backedOff = true
@@ -132,7 +136,7 @@ tries:
 		case firstPace != nil && c.u == st.up && c.key.Label == firstPace.label:
 			st.pace, firstPace = firstPace, nil // the attempt forward paced
 		default:
-			p, wait, why := c.u.pacer.retry(c.key.Label, st.tokens, time.Now(), st.paceDeadline(c.u))
+			p, wait, why := c.u.pacer.retry(c.key.Label, st.tokens, st.paceDeadline(c.u))
 			if p == nil {
 				if last == nil && !attempted {
 					lastErr = paceError(c.u.cfg.Name, why)
@@ -143,6 +147,9 @@ tries:
 				continue
 			}
 			if err := c.u.pacer.hold(ctx, p, wait, why); err != nil {
+				if last != nil {
+					last.Body.Close()
+				}
 				return nil, err
 			}
 			st.pace = p

@@ -133,10 +133,9 @@ func (pc *pacer) take(ctx context.Context, upstream string, labels []string, tok
 	}
 	defer func() { <-pc.line }()
 	for {
-		now := time.Now()
 		var best *paceWait
 		for _, label := range labels {
-			rs, wait, limit, ok := pc.key(label).reserve(now, tokens, now)
+			now, rs, wait, limit, ok := pc.key(label).reserve(tokens, time.Time{}) // room now only
 			if ok {
 				pc.why.Store(nil)
 				return &pace{pc: pc, label: label, tokens: tokens, rs: rs}, nil
@@ -150,6 +149,7 @@ func (pc *pacer) take(ctx context.Context, upstream string, labels []string, tok
 		}
 		pc.why.Store(best)
 		if best.Until.After(deadline) {
+			pc.why.CompareAndSwap(best, nil)
 			return nil, paceError(upstream, best)
 		}
 		t := time.NewTimer(time.Until(best.Until))
@@ -157,6 +157,7 @@ func (pc *pacer) take(ctx context.Context, upstream string, labels []string, tok
 		case <-t.C:
 		case <-ctx.Done():
 			t.Stop()
+			pc.why.CompareAndSwap(best, nil)
 			return nil, newAPIError(StatusClientClosed, "client_closed", "the client closed the request while it waited for the upstream's pace")
 		}
 	}
@@ -176,12 +177,14 @@ func (pc *pacer) clip(tokens int) int {
 // (ok is false). It says how long until both have room, and which limit
 // holds the request back. Taking and giving back are one step under the
 // key's lock: another request's reservation between them would keep the
-// room given back. now is the present, never a later time: the buckets
-// count time forward only (x/time/rate takes a time before the latest it
-// saw as no time passed, and would count a refill twice).
-func (k *keyPace) reserve(now time.Time, tokens int, deadline time.Time) (rs [2]*rate.Reservation, wait time.Duration, limit string, ok bool) {
+// room given back. It reads the present under the lock and returns it:
+// the buckets must see time only go forward (x/time/rate takes a time
+// before the latest it saw as no time passed, and would count a refill
+// twice).
+func (k *keyPace) reserve(tokens int, deadline time.Time) (now time.Time, rs [2]*rate.Reservation, wait time.Duration, limit string, ok bool) {
 	k.mu.Lock()
 	defer k.mu.Unlock()
+	now = time.Now()
 	if k.req != nil {
 		rs[0] = k.req.ReserveN(now, 1)
 		if d := rs[0].DelayFrom(now); d > wait {
@@ -196,9 +199,9 @@ func (k *keyPace) reserve(now time.Time, tokens int, deadline time.Time) (rs [2]
 	}
 	if wait > 0 && now.Add(wait).After(deadline) {
 		giveBack(rs, now)
-		return rs, wait, limit, false
+		return now, rs, wait, limit, false
 	}
-	return rs, wait, limit, true
+	return now, rs, wait, limit, true
 }
 
 // giveBack returns what reserve took, as far as its time has not come.
@@ -214,9 +217,9 @@ func giveBack(rs [2]*rate.Reservation, now time.Time) {
 // this file): it takes room for a request of tokens and says how long to
 // wait for it, or takes nothing when the room comes only after deadline
 // (p is nil). why says what holds the attempt back, when it waits.
-func (pc *pacer) retry(label string, tokens int, now, deadline time.Time) (p *pace, wait time.Duration, why *paceWait) {
+func (pc *pacer) retry(label string, tokens int, deadline time.Time) (p *pace, wait time.Duration, why *paceWait) {
 	tokens = pc.clip(tokens)
-	rs, wait, limit, ok := pc.key(label).reserve(now, tokens, deadline)
+	now, rs, wait, limit, ok := pc.key(label).reserve(tokens, deadline)
 	if wait > 0 {
 		why = &paceWait{Limit: limit, Until: now.Add(wait)}
 	}

@@ -459,12 +459,12 @@ func TestPacingLeavesAnOverloadedUpstreamUncharged(t *testing.T) {
 
 // TestPaceRetryGivesBackWhatItDoesNotUse: a retry passed over (its room
 // comes after its deadline) takes nothing, and one whose client leaves
-// while it waits gives its room back in full. Times are given, not read,
-// so the buckets' state is exact.
+// while it waits gives its room back in full. The buckets are read at a
+// time a minute on, so the refill meanwhile does not blur them.
 func TestPaceRetryGivesBackWhatItDoesNotUse(t *testing.T) {
 	pc := (&pacers{}).get(&Upstream{Name: "x", RequestsPerMinute: 60, TokensPerMinute: 600}) // one request a second
 	t0 := time.Now()
-	p, w, why := pc.retry("k", 100, t0, t0)
+	p, w, why := pc.retry("k", 100, t0)
 	require.NotNil(t, p)
 	require.Zero(t, w, "the buckets start full")
 	require.Nil(t, why)
@@ -472,16 +472,16 @@ func TestPaceRetryGivesBackWhatItDoesNotUse(t *testing.T) {
 	later := t0.Add(time.Minute)
 	reqs, toks := k.req.TokensAt(later), k.tok.TokensAt(later)
 
-	p, _, why = pc.retry("k", 100, t0, t0.Add(500*time.Millisecond))
+	p, _, why = pc.retry("k", 100, t0.Add(500*time.Millisecond))
 	assert.Nil(t, p, "its room comes in a second, after its deadline")
 	require.NotNil(t, why)
 	assert.Equal(t, "requests_per_minute", why.Limit)
 	assert.InDelta(t, reqs, k.req.TokensAt(later), 1e-9, "a pass-over took requests")
 	assert.InDelta(t, toks, k.tok.TokensAt(later), 1e-9, "a pass-over took tokens")
 
-	p, w, why = pc.retry("k", 100, t0, later)
+	p, w, why = pc.retry("k", 100, later)
 	require.NotNil(t, p)
-	assert.InDelta(t, time.Second, w, float64(time.Millisecond))
+	assert.InDelta(t, time.Second, w, float64(100*time.Millisecond))
 	ctx, cancel := context.WithCancel(context.Background())
 	cancel() // the client left
 	require.Error(t, pc.hold(ctx, p, w, why))
@@ -508,4 +508,31 @@ func TestPacingCorrectsAnUpstreamWithoutKeys(t *testing.T) {
 	assert.Equal(t, http.StatusTooManyRequests, res.StatusCode, "the first answer's 900 tokens were not counted")
 	assert.Contains(t, body, "tokens_per_minute")
 	assert.Len(t, up.keys(), 1)
+}
+
+// TestRetryAfterAPassOverKeepsWithinRequestTimeout: once the backoff is
+// waited and a paced fallback passed over (no room), the next candidate
+// is checked against its request_timeout too: the client gets the 500,
+// not a 504 from an attempt begun with no time left.
+func TestRetryAfterAPassOverKeepsWithinRequestTimeout(t *testing.T) {
+	primary := newCountingUpstream(t, func(_ int, _ string, w http.ResponseWriter) {
+		w.Header().Set("Retry-After", "2")
+		w.WriteHeader(http.StatusInternalServerError)
+		fmt.Fprint(w, `{"error":{"message":"boom"}}`)
+	})
+	backup := newCountingUpstream(t, func(_ int, _ string, w http.ResponseWriter) {
+		fmt.Fprint(w, `{"id":"x","choices":[]}`)
+	})
+	cfg := &Config{Upstreams: []Upstream{
+		{Name: "main", BaseURL: primary.URL + "/v1", Models: []string{"m"}, Keys: []string{"p"}, Fallback: []string{"backup"}, RequestTimeout: "1s", QueueTimeout: "200ms"},
+		{Name: "backup", BaseURL: backup.URL + "/v1", Keys: []string{"b"}, RequestsPerMinute: 1},
+	}}
+	cfg.applyDefaults()
+	h := keyedHarness(t, cfg, keyCreds{"main": keys("p"), "backup": keys("b")})
+	res, _ := h.do(t, http.MethodPost, "/u/backup/chat/completions", `{"model":"x"}`, nil)
+	require.Equal(t, http.StatusOK, res.StatusCode)
+	res, body := h.do(t, http.MethodPost, "/v1/chat/completions", `{"model":"m"}`, nil)
+	assert.Equal(t, http.StatusInternalServerError, res.StatusCode, body)
+	assert.Equal(t, []string{"p"}, primary.keys())
+	assert.Equal(t, 1, h.lastRecord(t, 2).Attempts)
 }
