@@ -103,6 +103,12 @@ func (a attempts) RoundTrip(out *http.Request) (*http.Response, error) {
 	passOver := func() bool { passed++; return passed >= len(cands) }
 	backedOff := false // the backoff after last has been waited
 	attempted := false // an attempt went: its error says more than pacing's
+	closeLast := func() {
+		if last != nil {
+			last.Body.Close()
+			last = nil
+		}
+	}
 tries:
 	for n := 0; n < maxAttempts; {
 		c, ok := next()
@@ -114,7 +120,7 @@ tries:
 			if !backedOff {
 				wait = backoff(last, n, backoffCap)
 			}
-			if !st.stream && !time.Now().Add(wait).Before(st.rec.Start.Add(c.u.waits.request)) {
+			if left, _, _ := st.answerWait(c.u); !st.stream && wait >= left {
 				// This answer's time would be over before the attempt
 				// began: the client gets the last answer, not a 504.
 				if passOver() {
@@ -123,7 +129,7 @@ tries:
 				continue
 			}
 			if err := sleep(ctx, wait); err != nil {
-				last.Body.Close()
+				closeLast()
 				return nil, err
 			}
 			backedOff = true
@@ -147,18 +153,13 @@ tries:
 				continue
 			}
 			if err := c.u.pacer.hold(ctx, p, wait, why); err != nil {
-				if last != nil {
-					last.Body.Close()
-				}
+				closeLast()
 				return nil, err
 			}
 			st.pace = p
 		}
 		passed, backedOff, attempted = 0, false, true
-		if last != nil {
-			last.Body.Close()
-			last = nil
-		}
+		closeLast()
 		n++
 		st.rec.Attempts = n
 		req, err := attempt(out, st, c.u, c.key, n == 1)

@@ -242,7 +242,6 @@ type forwardState struct {
 	pace          *pace                   // the key local pacing chose for the latest attempt, or nil
 	keys          []Credential            // with pacing: the routed upstream's usable keys, the paced one first
 	tokens        int                     // with pacing here or at a fallback: the request's estimate
-	deadline      time.Time               // the end of queue_timeout, for pacing's waits
 	overloaded    bool                    // up backs off as overloaded: its fallbacks go first
 }
 
@@ -486,7 +485,7 @@ func (f *Forwarder) forward(rt *runtime, w *recorder, r *http.Request, name stri
 	if up.cfg.Auth == AuthGoogAPIKey {
 		query = withoutKey(query) // before a fallback of another kind can see it
 	}
-	st := &forwardState{rt: rt, up: up, rest: rest, query: query, rec: rec, deadline: rec.Start.Add(up.waits.queue)}
+	st := &forwardState{rt: rt, up: up, rest: rest, query: query, rec: rec}
 	if up.paced(rt) {
 		st.tokens = estimateTokens(body, fields)
 	}
@@ -499,7 +498,7 @@ func (f *Forwarder) forward(rt *runtime, w *recorder, r *http.Request, name stri
 			for i, k := range keys {
 				labels[i] = k.Label
 			}
-			if st.pace, e = up.pacer.take(r.Context(), up.cfg.Name, labels, st.tokens, st.deadline); e != nil {
+			if st.pace, e = up.pacer.take(r.Context(), up.cfg.Name, labels, st.tokens, st.queueDeadline()); e != nil {
 				fail(e)
 				return
 			}

@@ -308,12 +308,16 @@ const mediaTokens = 1000
 // while queue_timeout lasts and, for an answer that is not a stream, while
 // u's request_timeout does (the attempt would begin with no time left).
 func (st *forwardState) paceDeadline(u *upstreamRT) time.Time {
-	d := st.deadline
+	d := st.queueDeadline()
 	if t := st.rec.Start.Add(u.waits.request); !st.stream && t.Before(d) {
 		d = t
 	}
 	return d
 }
+
+// queueDeadline is the end of the routed upstream's queue_timeout, which
+// counts from the request's arrival.
+func (st *forwardState) queueDeadline() time.Time { return st.rec.Start.Add(st.up.waits.queue) }
 
 // paced says whether a request routed to u may meet pacing: its own, or a
 // fallback's.

@@ -222,20 +222,30 @@ func (u *countingUpstream) keys() []string {
 	return slices.Clone(u.seen)
 }
 
-// TestPacingHoldsBackARetry: with one request a minute on the only key, a
-// 500 is not retried within queue_timeout (the retry would exceed the
-// pace): the client gets the 500, and the upstream saw one request.
-func TestPacingHoldsBackARetry(t *testing.T) {
+// firstFails is a forwarder for u, with one key "a", in front of an
+// upstream whose first answer is a 500 (with Retry-After when retryAfter
+// is set) and every later one a 200.
+func firstFails(t *testing.T, u Upstream, retryAfter string) (*countingUpstream, *harness) {
 	up := newCountingUpstream(t, func(n int, _ string, w http.ResponseWriter) {
 		if n == 1 {
+			if retryAfter != "" {
+				w.Header().Set("Retry-After", retryAfter)
+			}
 			w.WriteHeader(http.StatusInternalServerError)
 		}
 		fmt.Fprint(w, `{"id":"x","choices":[]}`)
 	})
-	cfg := &Config{Upstreams: []Upstream{{Name: "main", BaseURL: up.URL + "/v1", Models: []string{"m"}, Keys: []string{"a"},
-		RequestsPerMinute: 1, QueueTimeout: "200ms", RetryBackoffCap: "1ms"}}}
+	u.Name, u.BaseURL, u.Models, u.Keys = "main", up.URL+"/v1", []string{"m"}, []string{"a"}
+	cfg := &Config{Upstreams: []Upstream{u}}
 	cfg.applyDefaults()
-	h := keyedHarness(t, cfg, keyCreds{"main": keys("a")})
+	return up, keyedHarness(t, cfg, keyCreds{"main": keys("a")})
+}
+
+// TestPacingHoldsBackARetry: with one request a minute on the only key, a
+// 500 is not retried within queue_timeout (the retry would exceed the
+// pace): the client gets the 500, and the upstream saw one request.
+func TestPacingHoldsBackARetry(t *testing.T) {
+	up, h := firstFails(t, Upstream{RequestsPerMinute: 1, QueueTimeout: "200ms", RetryBackoffCap: "1ms"}, "")
 	res, _ := h.do(t, http.MethodPost, "/v1/chat/completions", `{"model":"m"}`, nil)
 	assert.Equal(t, http.StatusInternalServerError, res.StatusCode)
 	assert.Equal(t, []string{"a"}, up.keys())
@@ -247,16 +257,7 @@ func TestPacingHoldsBackARetry(t *testing.T) {
 // room and then goes: the upstream sees it no sooner than a second after
 // the first (a lower bound, which a slow machine only widens).
 func TestPacingRetryWaitsForRoom(t *testing.T) {
-	up := newCountingUpstream(t, func(n int, _ string, w http.ResponseWriter) {
-		if n == 1 {
-			w.WriteHeader(http.StatusInternalServerError)
-		}
-		fmt.Fprint(w, `{"id":"x","choices":[]}`)
-	})
-	cfg := &Config{Upstreams: []Upstream{{Name: "main", BaseURL: up.URL + "/v1", Models: []string{"m"}, Keys: []string{"a"},
-		RequestsPerMinute: 60, QueueTimeout: "30s", RetryBackoffCap: "1ms"}}}
-	cfg.applyDefaults()
-	h := keyedHarness(t, cfg, keyCreds{"main": keys("a")})
+	up, h := firstFails(t, Upstream{RequestsPerMinute: 60, QueueTimeout: "30s", RetryBackoffCap: "1ms"}, "")
 	res, _ := h.do(t, http.MethodPost, "/v1/chat/completions", `{"model":"m"}`, nil)
 	assert.Equal(t, http.StatusOK, res.StatusCode)
 	require.Equal(t, []string{"a", "a"}, up.keys())
@@ -333,20 +334,9 @@ func TestPacingRetryKeepsWithinRequestTimeout(t *testing.T) {
 		{"the backoff, unpaced", Upstream{RetryBackoffCap: "5s"}, "3"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			up := newCountingUpstream(t, func(n int, _ string, w http.ResponseWriter) {
-				if n == 1 {
-					if tc.retryAfter != "" {
-						w.Header().Set("Retry-After", tc.retryAfter)
-					}
-					w.WriteHeader(http.StatusInternalServerError)
-				}
-				fmt.Fprint(w, `{"id":"x","choices":[]}`)
-			})
 			u := tc.up
-			u.Name, u.BaseURL, u.Models, u.Keys, u.RequestTimeout = "main", up.URL+"/v1", []string{"m"}, []string{"a"}, "1s"
-			cfg := &Config{Upstreams: []Upstream{u}}
-			cfg.applyDefaults()
-			h := keyedHarness(t, cfg, keyCreds{"main": keys("a")})
+			u.RequestTimeout = "1s"
+			up, h := firstFails(t, u, tc.retryAfter)
 			res, _ := h.do(t, http.MethodPost, "/v1/chat/completions", `{"model":"m"}`, nil)
 			assert.Equal(t, http.StatusInternalServerError, res.StatusCode)
 			assert.Equal(t, []string{"a"}, up.keys())
