@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"log/slog"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -131,6 +132,8 @@ type ResponseCache struct {
 	done  chan struct{}
 	once  sync.Once
 	err   error // Close's
+
+	lookedUp func() // tests: runs between a lookup's read and its mark
 
 	// Notice, when set, says what the open did that the user should know
 	// (a damaged file moved aside).
@@ -349,23 +352,18 @@ func seqBytes(seq uint64) []byte { return binary.BigEndian.AppendUint64(nil, seq
 // even when nothing changed.
 func (c *ResponseCache) get(key requestKey, ttl time.Duration, now time.Time) (*cacheEntry, bool) {
 	c.mu.Lock()
-	p, ok := c.pending[key]
-	if !ok {
-		p, ok = c.writing[key]
-	}
-	s, inFile := c.index[key]
-	inFile = inFile && !c.broken
+	held, seq := c.answerOf(key)
+	broken := c.broken
 	c.mu.Unlock()
-	var e *cacheEntry
-	switch {
-	case ok:
-		e = p.e
-	case !inFile:
-		return nil, false // no read
-	default:
+	e := held
+	if e == nil {
+		if seq == 0 || broken {
+			return nil, false // no read
+		}
+		ok := false
 		_ = c.guard(func() error {
 			return c.db.View(func(tx *bolt.Tx) error {
-				raw := tx.Bucket(bucketAnswers).Get(seqBytes(s.seq))
+				raw := tx.Bucket(bucketAnswers).Get(seqBytes(seq))
 				if ok = raw != nil; ok { // else evicted meanwhile
 					e, _ = decodeEntry(raw)
 				}
@@ -377,15 +375,36 @@ func (c *ResponseCache) get(key requestKey, ttl time.Duration, now time.Time) (*
 		}
 	}
 	fresh := e != nil && now.Sub(e.Stored) < ttl
+	if c.lookedUp != nil {
+		c.lookedUp()
+	}
 	c.mu.Lock()
-	if fresh {
-		c.used[key] = now
-	} else {
-		c.used[key] = time.Time{} // damaged or expired
+	// Marked only while what was read is still the key's answer: one
+	// stored meanwhile, by a request that missed at the same time, is
+	// newer, and a drop marked now would take it instead.
+	if held2, seq2 := c.answerOf(key); held2 == held && seq2 == seq {
+		if fresh {
+			c.used[key] = now
+		} else {
+			c.used[key] = time.Time{} // damaged or expired
+		}
 	}
 	c.mu.Unlock()
 	c.signal()
 	return e, fresh
+}
+
+// answerOf is the answer a lookup of key finds now (under mu): one
+// waiting in memory, or else its slot's sequence number in the file (0:
+// none).
+func (c *ResponseCache) answerOf(key requestKey) (*cacheEntry, uint64) {
+	if p, ok := c.pending[key]; ok {
+		return p.e, 0
+	}
+	if p, ok := c.writing[key]; ok {
+		return p.e, 0
+	}
+	return nil, c.index[key].seq
 }
 
 // put stores an answer; the least recently used entries are then evicted
@@ -694,8 +713,9 @@ type lazyCache struct {
 	c    *ResponseCache
 }
 
-func (l *lazyCache) get(log func(error)) *ResponseCache {
+func (l *lazyCache) get(logger *slog.Logger) *ResponseCache {
 	l.once.Do(func() {
+		log := func(err error) { logger.Warn("answers are not cached", "err", err) }
 		c, err := OpenResponseCache(l.path)
 		if err != nil {
 			log(err)

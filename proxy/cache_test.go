@@ -240,6 +240,38 @@ func TestCacheFreshAnswerAfterAnExpiredOne(t *testing.T) {
 	assert.False(t, ok, "stored after Close")
 }
 
+// TestCacheFreshAnswerStoredDuringALookup: a lookup that finds an expired
+// entry, while another request stores a fresh answer for the same key
+// (waiting in memory, or already written), does not drop the fresh one.
+func TestCacheFreshAnswerStoredDuringALookup(t *testing.T) {
+	for _, written := range []bool{false, true} {
+		t.Run(fmt.Sprintf("written=%v", written), func(t *testing.T) {
+			c, err := OpenResponseCache(filepath.Join(t.TempDir(), "responses.db"))
+			require.NoError(t, err)
+			defer c.Close()
+			now := time.Now()
+			later := now.Add(2 * time.Minute)
+			key := cacheKey("POST", "chat/completions?", "u", nil, []byte("q"))
+			require.NoError(t, c.put(key, &cacheEntry{Body: []byte("old"), Stored: now}, now, 1<<20))
+			c.flush()
+			c.lookedUp = func() {
+				c.lookedUp = nil
+				require.NoError(t, c.put(key, &cacheEntry{Body: []byte("new"), Stored: later}, later, 1<<20))
+				if written {
+					c.flush()
+				}
+			}
+			_, ok := c.get(key, time.Minute, later)
+			require.False(t, ok, "an expired answer was served")
+			c.flush()
+			e, ok := c.get(key, time.Minute, later)
+			require.True(t, ok, "the fresh answer was dropped with the expired one")
+			assert.Equal(t, "new", string(e.Body))
+			c.consistent(t)
+		})
+	}
+}
+
 func (c *ResponseCache) storedBytes() int64 {
 	c.mu.Lock()
 	defer c.mu.Unlock()

@@ -337,7 +337,7 @@ func (f *Forwarder) responseCache() *ResponseCache {
 	if lc == nil {
 		return nil
 	}
-	return lc.get(func(err error) { f.log.Warn("answers are not cached", "err", err) })
+	return lc.get(f.log)
 }
 
 // finish writes the request's record, also when the reverse proxy aborted
