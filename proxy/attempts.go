@@ -171,6 +171,13 @@ tries:
 		var lim limit
 		res, sent, err := roundTrip(req, st, c.u, several, func(res *http.Response) {
 			rejected, lim = a.f.keys.observe(c.u.cfg, c.key, res, time.Now())
+			if res != nil && retryable(res.StatusCode) {
+				// An answer that may be kept while the next attempt
+				// backs off and goes is read now (its error body,
+				// bounded), so that its connection is not held: the next
+				// attempt at the same upstream reuses it.
+				readAhead(res)
+			}
 		})
 		if lim.class != "" {
 			st.rec.Limit = lim.class

@@ -3,6 +3,7 @@ package proxy
 import (
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -365,4 +366,62 @@ func TestFallbackNeverSeesAnotherUpstreamsKey(t *testing.T) {
 	require.Equal(t, http.StatusOK, res.StatusCode)
 	assert.Equal(t, "backup-key", seen.Get("X-Api-Key"))
 	assert.Empty(t, seen.Get("Authorization"), "the primary's key stays with the primary")
+}
+
+// TestRetryReusesTheFailedAnswersConnection: a retryable answer is read
+// (its error body, bounded) before the next attempt, so that the retry
+// goes on the same connection instead of a new one (a new TLS handshake
+// to a real provider); a larger error body, kept as the last answer,
+// still reaches the client whole.
+func TestRetryReusesTheFailedAnswersConnection(t *testing.T) {
+	for _, c := range []struct {
+		name      string
+		failures  int // answers of 500 before a 200
+		errorBody string
+		conns     int
+	}{
+		{"a 500 then a 200", 1, `{"error":{"message":"try again"}}`, 1},
+		{"every attempt fails, with a body larger than what is read ahead", 3, strings.Repeat("e", maxErrorPeek+1000), 3},
+		{"every attempt fails, with a small body", 3, `{"error":{"message":"down"}}`, 1},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			var mu sync.Mutex
+			conns, n := 0, 0
+			srv := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				mu.Lock()
+				n++
+				fail := n <= c.failures
+				mu.Unlock()
+				if fail {
+					w.WriteHeader(http.StatusInternalServerError)
+					fmt.Fprint(w, c.errorBody)
+					return
+				}
+				fmt.Fprint(w, `{"id":"x","choices":[]}`)
+			}))
+			srv.Config.ConnState = func(_ net.Conn, s http.ConnState) {
+				if s == http.StateNew {
+					mu.Lock()
+					conns++
+					mu.Unlock()
+				}
+			}
+			srv.Start()
+			t.Cleanup(srv.Close)
+			cfg := &Config{Upstreams: []Upstream{{Name: "main", BaseURL: srv.URL + "/v1", Models: []string{"m"}, Keys: []string{"a"}, MaxAttempts: 3, RetryBackoffCap: "1ms"}}}
+			cfg.applyDefaults()
+			h := keyedHarness(t, cfg, keyCreds{"main": keys("a")})
+			res, body := h.do(t, http.MethodPost, "/v1/chat/completions", `{"model":"m"}`, nil)
+			if c.failures < 3 {
+				assert.Equal(t, http.StatusOK, res.StatusCode)
+			} else {
+				assert.Equal(t, http.StatusInternalServerError, res.StatusCode)
+				assert.True(t, body == c.errorBody, "the last answer's body reached the client changed: %d bytes of %d", len(body), len(c.errorBody))
+			}
+			mu.Lock()
+			defer mu.Unlock()
+			assert.Equal(t, min(c.failures+1, 3), n, "attempts")
+			assert.Equal(t, c.conns, conns, "connections the upstream saw")
+		})
+	}
 }
