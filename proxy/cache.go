@@ -14,7 +14,6 @@ import (
 	goruntime "runtime"
 	"runtime/debug"
 	"slices"
-	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -790,9 +789,9 @@ type cacheUse struct {
 // expect sizes the buffer for an answer of known length (Content-Length):
 // one allocation instead of one at each doubling. Not past maxPresized: a
 // length is only what the upstream says, and a cut answer is not stored.
-func (u *cacheUse) expect(contentLength string) {
-	if n, err := strconv.Atoi(contentLength); err == nil && n > 0 && u.buf.Cap() == 0 {
-		u.buf.Grow(min(n, maxPresized))
+func (u *cacheUse) expect(n int64) {
+	if n > 0 && u.buf.Cap() == 0 {
+		u.buf.Grow(int(min(n, maxPresized)))
 	}
 }
 

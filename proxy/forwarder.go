@@ -17,6 +17,7 @@ import (
 	"reflect"
 	goruntime "runtime"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -525,23 +526,28 @@ func (f *Forwarder) forward(rt *runtime, w *recorder, r *http.Request, name stri
 		r.Body = io.NopCloser(bytes.NewReader(body))
 		r.GetBody = func() (io.ReadCloser, error) { return io.NopCloser(bytes.NewReader(body)), nil }
 	}
-	f.rp.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), ctxKey{}, st)))
-	st.pace.used(rec.PromptTokens + rec.CompletionTokens)
-	// Only a 200 that completed normally is stored: a cut stream panics
-	// out of ServeHTTP above, an errored one has its Error set.
-	if cu != nil && !cu.big && w.status == http.StatusOK && rec.Error == "" && r.Context().Err() == nil {
-		now := time.Now()
-		err := cu.c.put(cu.key, &cacheEntry{ContentType: w.Header().Get("Content-Type"), Body: cu.buf.Bytes(), Stored: now,
-			PromptTokens: rec.PromptTokens, CompletionTokens: rec.CompletionTokens}, now, cu.max)
-		if err != nil {
-			f.log.Warn("response not cached", "upstream", up.cfg.Name, "err", err)
-		}
-	}
 	// What the next request may see is settled (its place in
-	// max_concurrent, the tokens paced, the cached answer); then the
-	// client has its answer, before the request log and the usage book.
-	release()
-	released = true
+	// max_concurrent, the tokens paced, the cached answer) before the
+	// client has its answer: by the recorder as soon as the last byte of
+	// an answer of known length is written, else here.
+	w.settle = func() {
+		st.pace.used(rec.PromptTokens + rec.CompletionTokens)
+		// Only a 200 that completed normally is stored: a cut stream
+		// panics out of ServeHTTP below, an errored one has its Error set.
+		if cu != nil && !cu.big && w.status == http.StatusOK && rec.Error == "" && r.Context().Err() == nil {
+			now := time.Now()
+			err := cu.c.put(cu.key, &cacheEntry{ContentType: w.Header().Get("Content-Type"), Body: cu.buf.Bytes(), Stored: now,
+				PromptTokens: rec.PromptTokens, CompletionTokens: rec.CompletionTokens}, now, cu.max)
+			if err != nil {
+				f.log.Warn("response not cached", "upstream", up.cfg.Name, "err", err)
+			}
+		}
+		release()
+		released = true
+	}
+	f.rp.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), ctxKey{}, st)))
+	w.settled()
+	// The client has its answer before the request log and the usage book.
 	w.send()
 }
 
@@ -706,16 +712,40 @@ type recorder struct {
 	bytes     int64
 	firstByte time.Time
 	cache     *cacheUse // on a cache miss: the answer, to store
+	length    int64     // the answer's Content-Length; -1: not known
+	// settle, when set, is run once, as soon as the answer is complete:
+	// at its last byte when its length is known (then the answer goes to
+	// the client at once, not after the reverse proxy's own ending), else
+	// by settled.
+	settle func()
 }
 
 func (w *recorder) WriteHeader(code int) {
 	if code >= 200 && w.status == 0 {
 		w.status = code
+		w.length = declaredLength(w.Header().Get("Content-Length"))
 		if w.cache != nil {
-			w.cache.expect(w.Header().Get("Content-Length"))
+			w.cache.expect(w.length)
 		}
 	}
 	w.ResponseWriter.WriteHeader(code)
+}
+
+// declaredLength is a Content-Length's value, or -1 for none or one that
+// is not a length above 0.
+func declaredLength(s string) int64 {
+	if n, err := strconv.ParseInt(s, 10, 64); err == nil && n > 0 {
+		return n
+	}
+	return -1
+}
+
+// settled runs settle if the answer's last byte has not.
+func (w *recorder) settled() {
+	if f := w.settle; f != nil {
+		w.settle = nil
+		f()
+	}
 }
 
 func (w *recorder) Write(b []byte) (int, error) {
@@ -729,6 +759,10 @@ func (w *recorder) Write(b []byte) (int, error) {
 	w.bytes += int64(n)
 	if w.cache != nil {
 		w.cache.write(b[:n])
+	}
+	if w.length > 0 && w.bytes == w.length && w.settle != nil && err == nil {
+		w.settled()
+		w.Flush()
 	}
 	return n, err
 }

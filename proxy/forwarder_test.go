@@ -483,3 +483,42 @@ func TestRequestGoesUpstreamInOneWrite(t *testing.T) {
 		assert.Equal(t, int64(1), writes.Load()-before, "request %d", i)
 	}
 }
+
+// TestRecorderSettlesAtTheLastByte: an answer of known length is settled
+// (max_concurrent, pacing, the cache) when its last byte is written, and
+// goes to the client right after, not when the reverse proxy is done with
+// it; one of unknown length is settled by settled, once.
+func TestRecorderSettlesAtTheLastByte(t *testing.T) {
+	for _, c := range []struct {
+		name   string
+		length string
+		atLast bool
+	}{{"known length", "11", true}, {"unknown length", "", false}, {"a length that does not hold", "99", false}} {
+		t.Run(c.name, func(t *testing.T) {
+			rr := httptest.NewRecorder()
+			w := &recorder{ResponseWriter: rr, rec: &Record{}}
+			settled := 0
+			w.settle = func() {
+				settled++
+				assert.False(t, rr.Flushed, "the client had the answer before it was settled")
+			}
+			if c.length != "" {
+				w.Header().Set("Content-Length", c.length)
+			}
+			w.WriteHeader(http.StatusOK)
+			_, _ = w.Write([]byte("hello "))
+			assert.Equal(t, 0, settled, "settled before the last byte")
+			_, _ = w.Write([]byte("world"))
+			if c.atLast {
+				assert.Equal(t, 1, settled, "not settled at the last byte")
+				assert.True(t, rr.Flushed, "the answer waited after its last byte")
+			} else {
+				assert.Equal(t, 0, settled)
+				assert.False(t, rr.Flushed)
+			}
+			w.settled()
+			w.settled()
+			assert.Equal(t, 1, settled, "settled once")
+		})
+	}
+}

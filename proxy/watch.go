@@ -362,6 +362,11 @@ func watch(res *http.Response, st *forwardState) {
 	}
 	cancel := st.cancel // the attempt's, whose context the body reads under
 	if w.stream {
+		// Its events may be dropped or added (the usage chunk asked for,
+		// a stall's error event): a length the upstream sent no longer
+		// holds, and the client gets the stream chunked.
+		res.Header.Del("Content-Length")
+		res.ContentLength = -1
 		w.idle = up.idle
 		w.idleLimit = timeLimits.after(w.idle, func() { cancel(errStalled) })
 	} else {

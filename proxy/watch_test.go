@@ -173,6 +173,32 @@ func TestIncludeUsage(t *testing.T) {
 	}
 }
 
+// TestStreamWithALengthLosesTheUsageChunkCleanly: a stream sent with a
+// Content-Length (as a relay that buffers it may) still reaches the
+// client whole when the usage chunk Gatehouse asked for is dropped: the
+// length, which no longer holds, is not passed on.
+func TestStreamWithALengthLosesTheUsageChunkCleanly(t *testing.T) {
+	events := "data: {\"choices\":[{\"delta\":{\"content\":\"hi\"}}]}\n\n" +
+		"data: {\"choices\":[],\"usage\":{\"prompt_tokens\":2,\"completion_tokens\":1}}\n\n" +
+		"data: [DONE]\n\n"
+	up := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "text/event-stream")
+		w.Header().Set("Content-Length", fmt.Sprint(len(events)))
+		io.WriteString(w, events)
+	}))
+	defer up.Close()
+	h := newHarness(t, &Config{Upstreams: []Upstream{{Name: "up", BaseURL: up.URL + "/v1", Models: []string{"m"}, Auth: AuthNone}}})
+	res, err := http.Post(h.url("/v1/chat/completions"), "application/json", strings.NewReader(`{"model":"m","stream":true}`))
+	require.NoError(t, err)
+	out, err := io.ReadAll(res.Body)
+	res.Body.Close()
+	require.NoError(t, err, "the client's stream broke off")
+	assert.Equal(t, "data: {\"choices\":[{\"delta\":{\"content\":\"hi\"}}]}\n\ndata: [DONE]\n\n", string(out))
+	rec := h.lastRecord(t, 1)
+	assert.Equal(t, int64(2), rec.PromptTokens)
+	assert.Empty(t, rec.Error)
+}
+
 func TestRequestTimeoutCutsAPlainAnswer(t *testing.T) {
 	up := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "application/json")
