@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"net/http"
 	"net/http/httptrace"
 	"slices"
@@ -104,10 +105,21 @@ func (a attempts) RoundTrip(out *http.Request) (*http.Response, error) {
 	backedOff := false // the backoff after last has been waited
 	attempted := false // an attempt went: its error says more than pacing's
 	closeLast := func() {
-		if last != nil {
-			last.Body.Close()
-			last = nil
+		if last == nil {
+			return
 		}
+		if ctx.Err() == nil {
+			// Its error body, read to its end (what has arrived by now;
+			// bounded in bytes and time), frees its connection: the next
+			// attempt at the same upstream reuses it instead of opening
+			// another (a new TLS handshake to a real provider).
+			body := last.Body
+			t := time.AfterFunc(drainWait, func() { body.Close() })
+			_, _ = io.CopyN(io.Discard, body, maxErrorPeek)
+			t.Stop()
+		}
+		last.Body.Close()
+		last = nil
 	}
 tries:
 	for n := 0; n < maxAttempts; {
@@ -171,13 +183,6 @@ tries:
 		var lim limit
 		res, sent, err := roundTrip(req, st, c.u, several, func(res *http.Response) {
 			rejected, lim = a.f.keys.observe(c.u.cfg, c.key, res, time.Now())
-			if res != nil && retryable(res.StatusCode) {
-				// An answer that may be kept while the next attempt
-				// backs off and goes is read now (its error body,
-				// bounded), so that its connection is not held: the next
-				// attempt at the same upstream reuses it.
-				readAhead(res)
-			}
 		})
 		if lim.class != "" {
 			st.rec.Limit = lim.class
@@ -254,6 +259,10 @@ func roundTrip(req *http.Request, st *forwardState, u *upstreamRT, track bool, o
 	st.cancel = cancel
 	return res, true, nil
 }
+
+// drainWait bounds the reading of a failed answer's rest before the next
+// attempt; one that takes longer loses its connection.
+const drainWait = 100 * time.Millisecond
 
 // errNoAnswer cancels an attempt whose answer did not begin in time.
 var errNoAnswer = errors.New("no answer in time")

@@ -425,3 +425,33 @@ func TestRetryReusesTheFailedAnswersConnection(t *testing.T) {
 		})
 	}
 }
+
+// TestRetryAfterAnAnswerWhoseBodyStalls: a 502 whose body stops halfway
+// (a front end's error page) is still retried on the fallback: its rest is
+// read only briefly, before the next attempt, never within the wait for
+// the answer's headers.
+func TestRetryAfterAnAnswerWhoseBodyStalls(t *testing.T) {
+	primary := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Length", "1000")
+		w.WriteHeader(http.StatusBadGateway)
+		io.WriteString(w, "<html><body>Bad gateway")
+		w.(http.Flusher).Flush()
+		<-r.Context().Done()
+	}))
+	defer primary.Close()
+	backup := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		io.WriteString(w, `{"id":"x","choices":[]}`)
+	}))
+	defer backup.Close()
+	cfg := &Config{Upstreams: []Upstream{
+		{Name: "primary", BaseURL: primary.URL + "/v1", Models: []string{"m"}, Auth: AuthNone, Fallback: []string{"backup"}, RequestTimeout: "2s", RetryBackoffCap: "1ms"},
+		{Name: "backup", BaseURL: backup.URL + "/v1", Models: []string{"other"}, Auth: AuthNone},
+	}}
+	cfg.applyDefaults()
+	h := keyedHarness(t, cfg, keyCreds{})
+	res, body := h.do(t, http.MethodPost, "/v1/chat/completions", `{"model":"m"}`, nil)
+	assert.Equal(t, http.StatusOK, res.StatusCode, body)
+	rec := h.lastRecord(t, 1)
+	assert.Equal(t, "backup", rec.Upstream)
+	assert.Equal(t, 2, rec.Attempts)
+}

@@ -378,15 +378,15 @@ func (c *ResponseCache) get(key requestKey, ttl time.Duration, now time.Time) (*
 		c.lookedUp()
 	}
 	c.mu.Lock()
-	// Marked only while what was read is still the key's answer: one
-	// stored meanwhile, by a request that missed at the same time, is
-	// newer, and a drop marked now would take it instead.
-	if held2, seq2 := c.answerOf(key); held2 == held && seq2 == seq {
-		if fresh {
-			c.used[key] = now
-		} else {
-			c.used[key] = time.Time{} // damaged or expired
-		}
+	// A use is marked on whatever answer the key has now (a newer one
+	// used at once is harmless; the one read may have been written
+	// meanwhile). A drop only while what was read is still the key's
+	// answer: one stored meanwhile, by a request that missed at the same
+	// time, is newer, and the drop would take it instead.
+	if fresh {
+		c.used[key] = now
+	} else if held2, seq2 := c.answerOf(key); held2 == held && seq2 == seq {
+		c.used[key] = time.Time{} // damaged or expired
 	}
 	c.mu.Unlock()
 	c.signal()

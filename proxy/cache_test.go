@@ -272,6 +272,26 @@ func TestCacheFreshAnswerStoredDuringALookup(t *testing.T) {
 	}
 }
 
+// TestCacheHitWrittenDuringALookupIsMarkedUsed: an answer found waiting
+// in memory and written to the file before its use is marked still has
+// that use marked (its place in the LRU order).
+func TestCacheHitWrittenDuringALookupIsMarkedUsed(t *testing.T) {
+	c, err := OpenResponseCache(filepath.Join(t.TempDir(), "responses.db"))
+	require.NoError(t, err)
+	defer c.Close()
+	now := time.Now()
+	key := cacheKey("POST", "chat/completions?", "u", nil, []byte("q"))
+	require.NoError(t, c.put(key, &cacheEntry{Body: []byte("a"), Stored: now}, now, 1<<20))
+	c.lookedUp = func() { c.lookedUp = nil; c.flush() }
+	later := now.Add(time.Second)
+	_, ok := c.get(key, time.Minute, later)
+	require.True(t, ok)
+	c.mu.Lock()
+	at, marked := c.used[key]
+	c.mu.Unlock()
+	assert.True(t, marked && at.Equal(later), "the use was not marked")
+}
+
 func (c *ResponseCache) storedBytes() int64 {
 	c.mu.Lock()
 	defer c.mu.Unlock()

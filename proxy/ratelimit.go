@@ -186,33 +186,23 @@ func geminiLimit(body []byte, now time.Time) gemini {
 	return g
 }
 
-// peekBody is readAhead's bytes, to read for what they say: none for a
-// compressed body.
+// peekBody reads up to maxErrorPeek bytes of an error body and puts them
+// back in front of the rest, so that the client still gets it whole. A
+// compressed body is not read; a second call returns what the first read.
 func peekBody(res *http.Response) []byte {
-	if res.Header.Get("Content-Encoding") != "" {
-		return nil
-	}
-	return readAhead(res)
-}
-
-// readAhead reads up to maxErrorPeek bytes of an error body now and puts
-// them back in front of the rest, so that the client still gets it whole;
-// a body read to its end frees its connection for the next request at
-// once. A second call returns what the first read.
-func readAhead(res *http.Response) []byte {
-	if b, ok := res.Body.(*aheadBody); ok {
+	if b, ok := res.Body.(*peekedBody); ok {
 		return b.head
 	}
-	if res.Body == nil {
+	if res.Body == nil || res.Header.Get("Content-Encoding") != "" {
 		return nil
 	}
 	head, err := io.ReadAll(io.LimitReader(res.Body, maxErrorPeek))
-	res.Body = &aheadBody{io.MultiReader(bytes.NewReader(head), errReader{err}, res.Body), res.Body, head}
+	res.Body = &peekedBody{io.MultiReader(bytes.NewReader(head), errReader{err}, res.Body), res.Body, head}
 	return head
 }
 
-// aheadBody is a body whose start readAhead has read.
-type aheadBody struct {
+// peekedBody is a body whose start peekBody has read.
+type peekedBody struct {
 	io.Reader
 	io.Closer
 	head []byte

@@ -96,6 +96,7 @@ type watchedBody struct {
 	idle      time.Duration
 	idleLimit *deadline // a stream's idle_timeout
 	timeLimit *deadline // a plain answer's request_timeout
+	remain    int64     // a plain answer's bytes still to come; -1: not known
 
 	chunk    []byte // a pooled read buffer, for streams
 	buf      []byte // read from upstream, not yet a complete event
@@ -112,6 +113,14 @@ func (w *watchedBody) Read(p []byte) (int, error) {
 		// A plain answer goes straight through; only its end is kept, for
 		// the usage.
 		n, err := w.body.Read(p)
+		if w.remain >= 0 {
+			// Its last byte is its end: HTTP/2 says so only in a later
+			// read, and the usage is read (and the answer settled) at
+			// the end.
+			if w.remain -= int64(n); w.remain <= 0 && err == nil {
+				err = io.EOF
+			}
+		}
 		w.tail = append(w.tail, p[:n]...)
 		if len(w.tail) > 2*usageTail {
 			w.tail = append(w.tail[:0], w.tail[len(w.tail)-usageTail:]...)
@@ -359,6 +368,7 @@ func watch(res *http.Response, st *forwardState) {
 		kind:      kindOf(st.rest),
 		stream:    strings.HasPrefix(res.Header.Get("Content-Type"), "text/event-stream"),
 		dropUsage: st.injectedUsage,
+		remain:    -1,
 	}
 	cancel := st.cancel // the attempt's, whose context the body reads under
 	if w.stream {
@@ -370,6 +380,7 @@ func watch(res *http.Response, st *forwardState) {
 		w.idle = up.idle
 		w.idleLimit = timeLimits.after(w.idle, func() { cancel(errStalled) })
 	} else {
+		w.remain = res.ContentLength
 		w.timeLimit = timeLimits.after(up.request-time.Since(st.rec.Start), func() { cancel(errTooLong) })
 	}
 	res.Body = w
