@@ -108,12 +108,19 @@ func (a attempts) RoundTrip(out *http.Request) (*http.Response, error) {
 		if last == nil {
 			return
 		}
-		if ctx.Err() == nil {
+		if ctx.Err() == nil && last.ProtoMajor < 2 {
 			// Its error body, read to its end (what has arrived by now;
-			// bounded in bytes and time), frees its connection: the next
-			// attempt at the same upstream reuses it instead of opening
-			// another (a new TLS handshake to a real provider).
-			body := last.Body
+			// bounded in bytes and time), frees its HTTP/1 connection: the
+			// next attempt at the same upstream reuses it instead of
+			// opening another (a new TLS handshake to a real provider).
+			// HTTP/2 shares its connection anyway. A peeked body is read
+			// on from the network, not from its head in memory.
+			var body io.ReadCloser = last.Body
+			if p, ok := body.(*peekedBody); ok {
+				if rc, ok := p.Closer.(io.ReadCloser); ok {
+					body = rc
+				}
+			}
 			t := time.AfterFunc(drainWait, func() { body.Close() })
 			_, _ = io.CopyN(io.Discard, body, maxErrorPeek)
 			t.Stop()
@@ -172,6 +179,9 @@ tries:
 		}
 		passed, backedOff, attempted = 0, false, true
 		closeLast()
+		if err := ctx.Err(); err != nil {
+			return nil, err // the client left while the last answer was read
+		}
 		n++
 		st.rec.Attempts = n
 		req, err := attempt(out, st, c.u, c.key, n == 1)

@@ -376,13 +376,15 @@ func TestFallbackNeverSeesAnotherUpstreamsKey(t *testing.T) {
 func TestRetryReusesTheFailedAnswersConnection(t *testing.T) {
 	for _, c := range []struct {
 		name      string
-		failures  int // answers of 500 before a 200
+		status    int
+		failures  int // answers of status before a 200
 		errorBody string
 		conns     int
 	}{
-		{"a 500 then a 200", 1, `{"error":{"message":"try again"}}`, 1},
-		{"every attempt fails, with a body larger than what is read ahead", 3, strings.Repeat("e", maxErrorPeek+1000), 3},
-		{"every attempt fails, with a small body", 3, `{"error":{"message":"down"}}`, 1},
+		{"a 500 then a 200", 500, 1, `{"error":{"message":"try again"}}`, 1},
+		{"every attempt fails, with a body larger than what is read", 500, 3, strings.Repeat("e", 2*maxErrorPeek+1000), 3},
+		{"every attempt fails, with a small body", 500, 3, `{"error":{"message":"down"}}`, 1},
+		{"a 503 whose start was peeked, larger than the peek", 503, 1, strings.Repeat("e", maxErrorPeek+1000), 1},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			var mu sync.Mutex
@@ -393,7 +395,7 @@ func TestRetryReusesTheFailedAnswersConnection(t *testing.T) {
 				fail := n <= c.failures
 				mu.Unlock()
 				if fail {
-					w.WriteHeader(http.StatusInternalServerError)
+					w.WriteHeader(c.status)
 					fmt.Fprint(w, c.errorBody)
 					return
 				}
@@ -415,7 +417,7 @@ func TestRetryReusesTheFailedAnswersConnection(t *testing.T) {
 			if c.failures < 3 {
 				assert.Equal(t, http.StatusOK, res.StatusCode)
 			} else {
-				assert.Equal(t, http.StatusInternalServerError, res.StatusCode)
+				assert.Equal(t, c.status, res.StatusCode)
 				assert.True(t, body == c.errorBody, "the last answer's body reached the client changed: %d bytes of %d", len(body), len(c.errorBody))
 			}
 			mu.Lock()

@@ -352,7 +352,10 @@ func (f *Forwarder) finish(rw *recorder, r *http.Request) {
 	if rec.Status == 0 {
 		rec.Status = rw.status
 	}
-	if p != nil || r.Context().Err() != nil && rec.Status < 400 {
+	// An answer whose declared length was written whole is complete: a
+	// client that hangs up once it has it did not leave early.
+	complete := rw.length > 0 && rw.bytes == rw.length
+	if p != nil || r.Context().Err() != nil && rec.Status < 400 && !complete {
 		if r.Context().Err() != nil {
 			rec.Status = StatusClientClosed
 			setOnce(&rec.Error, "the client closed the request before the answer was complete")

@@ -97,6 +97,7 @@ type watchedBody struct {
 	idleLimit *deadline // a stream's idle_timeout
 	timeLimit *deadline // a plain answer's request_timeout
 	remain    int64     // a plain answer's bytes still to come; -1: not known
+	early     bool      // the io.EOF at remain 0 was ours, not the upstream's
 
 	chunk    []byte // a pooled read buffer, for streams
 	buf      []byte // read from upstream, not yet a complete event
@@ -118,7 +119,7 @@ func (w *watchedBody) Read(p []byte) (int, error) {
 			// read, and the usage is read (and the answer settled) at
 			// the end.
 			if w.remain -= int64(n); w.remain <= 0 && err == nil {
-				err = io.EOF
+				err, w.early = io.EOF, true
 			}
 		}
 		w.tail = append(w.tail, p[:n]...)
@@ -346,6 +347,15 @@ func (w *watchedBody) ended() {
 }
 
 func (w *watchedBody) Close() error {
+	if w.early {
+		// The EOF at the answer's length was ours: the upstream's own end
+		// (HTTP/2's END_STREAM) usually follows at once. Waited for
+		// briefly, it ends the stream cleanly instead of resetting it.
+		body := w.body
+		t := time.AfterFunc(drainWait, func() { body.Close() })
+		_, _ = io.Copy(io.Discard, io.LimitReader(body, 1))
+		t.Stop()
+	}
 	for _, dl := range []*deadline{w.idleLimit, w.timeLimit} {
 		if dl != nil {
 			timeLimits.stop(dl)
@@ -380,6 +390,12 @@ func watch(res *http.Response, st *forwardState) {
 		w.idle = up.idle
 		w.idleLimit = timeLimits.after(w.idle, func() { cancel(errStalled) })
 	} else {
+		if res.ContentLength < 0 {
+			// A length the transport did not take (HTTP/2 ignores a
+			// Content-Length it cannot parse, or one sent twice) is not
+			// this answer's end: the recorder must not settle at it.
+			res.Header.Del("Content-Length")
+		}
 		w.remain = res.ContentLength
 		w.timeLimit = timeLimits.after(up.request-time.Since(st.rec.Start), func() { cancel(errTooLong) })
 	}
