@@ -428,32 +428,37 @@ func TestRetryReusesTheFailedAnswersConnection(t *testing.T) {
 	}
 }
 
-// TestRetryAfterAnAnswerWhoseBodyStalls: a 502 whose body stops halfway
-// (a front end's error page) is still retried on the fallback: its rest is
-// read only briefly, before the next attempt, never within the wait for
-// the answer's headers.
+// TestRetryAfterAnAnswerWhoseBodyStalls: an error answer whose body stops
+// halfway (a front end's error page) is still retried on the fallback: a
+// 502's rest is read only briefly, before the next attempt; the start of
+// a 503's or 429's, read to judge it, only for errorBodyWait; neither
+// within the wait for the answer's headers (request_timeout).
 func TestRetryAfterAnAnswerWhoseBodyStalls(t *testing.T) {
-	primary := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		w.Header().Set("Content-Length", "1000")
-		w.WriteHeader(http.StatusBadGateway)
-		io.WriteString(w, "<html><body>Bad gateway")
-		w.(http.Flusher).Flush()
-		<-r.Context().Done()
-	}))
-	defer primary.Close()
-	backup := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		io.WriteString(w, `{"id":"x","choices":[]}`)
-	}))
-	defer backup.Close()
-	cfg := &Config{Upstreams: []Upstream{
-		{Name: "primary", BaseURL: primary.URL + "/v1", Models: []string{"m"}, Auth: AuthNone, Fallback: []string{"backup"}, RequestTimeout: "2s", RetryBackoffCap: "1ms"},
-		{Name: "backup", BaseURL: backup.URL + "/v1", Models: []string{"other"}, Auth: AuthNone},
-	}}
-	cfg.applyDefaults()
-	h := keyedHarness(t, cfg, keyCreds{})
-	res, body := h.do(t, http.MethodPost, "/v1/chat/completions", `{"model":"m"}`, nil)
-	assert.Equal(t, http.StatusOK, res.StatusCode, body)
-	rec := h.lastRecord(t, 1)
-	assert.Equal(t, "backup", rec.Upstream)
-	assert.Equal(t, 2, rec.Attempts)
+	for _, status := range []int{http.StatusBadGateway, http.StatusServiceUnavailable, http.StatusTooManyRequests} {
+		t.Run(fmt.Sprint(status), func(t *testing.T) {
+			primary := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				w.Header().Set("Content-Length", "1000")
+				w.WriteHeader(status)
+				io.WriteString(w, "<html><body>Unavailable")
+				w.(http.Flusher).Flush()
+				<-r.Context().Done()
+			}))
+			defer primary.Close()
+			backup := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				io.WriteString(w, `{"id":"x","choices":[]}`)
+			}))
+			defer backup.Close()
+			cfg := &Config{Upstreams: []Upstream{
+				{Name: "primary", BaseURL: primary.URL + "/v1", Models: []string{"m"}, Auth: AuthNone, Fallback: []string{"backup"}, RequestTimeout: "5s", RetryBackoffCap: "1ms"},
+				{Name: "backup", BaseURL: backup.URL + "/v1", Models: []string{"other"}, Auth: AuthNone},
+			}}
+			cfg.applyDefaults()
+			h := keyedHarness(t, cfg, keyCreds{})
+			res, body := h.do(t, http.MethodPost, "/v1/chat/completions", `{"model":"m"}`, nil)
+			assert.Equal(t, http.StatusOK, res.StatusCode, body)
+			rec := h.lastRecord(t, 1)
+			assert.Equal(t, "backup", rec.Upstream)
+			assert.Equal(t, 2, rec.Attempts)
+		})
+	}
 }

@@ -189,6 +189,9 @@ func geminiLimit(body []byte, now time.Time) gemini {
 // peekBody reads up to maxErrorPeek bytes of an error body and puts them
 // back in front of the rest, so that the client still gets it whole. A
 // compressed body is not read; a second call returns what the first read.
+// A body that stalls is cut after errorBodyWait: the answer is judged on
+// what came, and another key or upstream may be tried, instead of the
+// request waiting out request_timeout for it.
 func peekBody(res *http.Response) []byte {
 	if b, ok := res.Body.(*peekedBody); ok {
 		return b.head
@@ -196,10 +199,16 @@ func peekBody(res *http.Response) []byte {
 	if res.Body == nil || res.Header.Get("Content-Encoding") != "" {
 		return nil
 	}
+	body := res.Body
+	t := time.AfterFunc(errorBodyWait, func() { body.Close() })
 	head, err := io.ReadAll(io.LimitReader(res.Body, maxErrorPeek))
+	t.Stop()
 	res.Body = &peekedBody{io.MultiReader(bytes.NewReader(head), errReader{err}, res.Body), res.Body, head}
 	return head
 }
+
+// errorBodyWait bounds the reading of an error body's start.
+const errorBodyWait = time.Second
 
 // peekedBody is a body whose start peekBody has read.
 type peekedBody struct {
