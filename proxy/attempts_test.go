@@ -462,3 +462,42 @@ func TestRetryAfterAnAnswerWhoseBodyStalls(t *testing.T) {
 		})
 	}
 }
+
+// TestSlowErrorBodyIsReadWhole: an error body that comes slowly but
+// steadily, for longer than errorBodyWait in all, is read whole: a quota
+// marker near its end is seen, and the client gets it all.
+func TestSlowErrorBodyIsReadWhole(t *testing.T) {
+	for _, c := range []struct {
+		status int
+		length bool
+		marker string
+	}{{http.StatusTooManyRequests, true, "insufficient_quota"}, {http.StatusBadRequest, false, "invalid_request_error"}} {
+		t.Run(fmt.Sprint(c.status), func(t *testing.T) {
+			body := `{"error":{"message":"` + strings.Repeat("x", 1400) + `","code":"` + c.marker + `"}}`
+			up := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				w.Header().Set("Content-Type", "application/json")
+				if c.length {
+					w.Header().Set("Content-Length", fmt.Sprint(len(body)))
+				}
+				w.WriteHeader(c.status)
+				for i := 0; i < len(body); i += 100 {
+					io.WriteString(w, body[i:min(i+100, len(body))])
+					w.(http.Flusher).Flush()
+					time.Sleep(100 * time.Millisecond)
+				}
+			}))
+			defer up.Close()
+			cfg := &Config{Upstreams: []Upstream{{Name: "main", BaseURL: up.URL + "/v1", Models: []string{"m"}}}}
+			cfg.applyDefaults()
+			h := keyedHarness(t, cfg, keyCreds{"main": keys("a")})
+			res, got := h.do(t, http.MethodPost, "/v1/chat/completions", `{"model":"m"}`, nil)
+			assert.Equal(t, c.status, res.StatusCode)
+			assert.True(t, got == body, "%d of %d body bytes reached the client", len(got), len(body))
+			if c.status == http.StatusTooManyRequests {
+				states := h.fwd.keys.status([]*Upstream{{Name: "main", Keys: []string{"a"}}}, time.Now())
+				require.Len(t, states, 1)
+				assert.Equal(t, KeyExhausted, states[0].State, "a quota answer judged as a rate limit")
+			}
+		})
+	}
+}

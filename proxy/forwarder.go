@@ -273,7 +273,7 @@ func (f *Forwarder) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		Method: r.Method,
 		Path:   r.URL.Path,
 	}
-	rw := &recorder{ResponseWriter: w, rec: rec}
+	rw := &recorder{ResponseWriter: w, rec: rec, ctx: r.Context()}
 	defer f.finish(rw, r)
 
 	if e := rt.guard(w, r); e != nil {
@@ -352,10 +352,10 @@ func (f *Forwarder) finish(rw *recorder, r *http.Request) {
 	if rec.Status == 0 {
 		rec.Status = rw.status
 	}
-	// An answer whose declared length was written whole is complete: a
-	// client that hangs up once it has it did not leave early.
-	complete := rw.length > 0 && rw.bytes == rw.length
-	if p != nil || r.Context().Err() != nil && rec.Status < 400 && !complete {
+	// An answer whose declared length was written whole and flushed while
+	// the client was there is complete: a client that hangs up once it has
+	// it did not leave early.
+	if p != nil || r.Context().Err() != nil && rec.Status < 400 && !rw.whole {
 		if r.Context().Err() != nil {
 			rec.Status = StatusClientClosed
 			setOnce(&rec.Error, "the client closed the request before the answer was complete")
@@ -716,6 +716,8 @@ type recorder struct {
 	firstByte time.Time
 	cache     *cacheUse // on a cache miss: the answer, to store
 	length    int64     // the answer's Content-Length; -1: not known
+	ctx       context.Context
+	whole     bool // the last byte was written and flushed while the client was there
 	// settle, when set, is run once, as soon as the answer is complete:
 	// at its last byte when its length is known (then the answer goes to
 	// the client at once, not after the reverse proxy's own ending), else
@@ -763,9 +765,10 @@ func (w *recorder) Write(b []byte) (int, error) {
 	if w.cache != nil {
 		w.cache.write(b[:n])
 	}
-	if w.length > 0 && w.bytes == w.length && w.settle != nil && err == nil {
+	if w.length > 0 && w.bytes == w.length && err == nil {
+		live := w.ctx == nil || w.ctx.Err() == nil // before the flush: the client had not left
 		w.settled()
-		w.Flush()
+		w.whole = live && http.NewResponseController(w.ResponseWriter).Flush() == nil
 	}
 	return n, err
 }

@@ -2,7 +2,9 @@ package proxy
 
 import (
 	"bytes"
+	"cmp"
 	"encoding/json"
+	"fmt"
 	"io"
 	"net/http"
 	"strconv"
@@ -189,7 +191,7 @@ func geminiLimit(body []byte, now time.Time) gemini {
 // peekBody reads up to maxErrorPeek bytes of an error body and puts them
 // back in front of the rest, so that the client still gets it whole. A
 // compressed body is not read; a second call returns what the first read.
-// A body that stalls is cut after errorBodyWait: the answer is judged on
+// A body that sends nothing for errorBodyWait is cut: the answer is judged on
 // what came, and another key or upstream may be tried, instead of the
 // request waiting out request_timeout for it.
 func peekBody(res *http.Response) []byte {
@@ -201,14 +203,35 @@ func peekBody(res *http.Response) []byte {
 	}
 	body := res.Body
 	t := time.AfterFunc(errorBodyWait, func() { body.Close() })
-	head, err := io.ReadAll(io.LimitReader(res.Body, maxErrorPeek))
-	t.Stop()
-	res.Body = &peekedBody{io.MultiReader(bytes.NewReader(head), errReader{err}, res.Body), res.Body, head}
+	head, err := io.ReadAll(io.LimitReader(progressReader{body, t}, maxErrorPeek))
+	var rest io.Reader = body
+	switch {
+	case !t.Stop():
+		err = fmt.Errorf("the error body sent nothing for %s; Gatehouse cut it: %w", errorBodyWait, cmp.Or(err, io.ErrUnexpectedEOF))
+	case err == nil && len(head) < maxErrorPeek:
+		rest = http.NoBody // it ended: never read again
+	}
+	res.Body = &peekedBody{io.MultiReader(bytes.NewReader(head), errReader{err}, rest), body, head}
 	return head
 }
 
-// errorBodyWait bounds the reading of an error body's start.
+// errorBodyWait bounds how long an error body's start may send nothing.
 const errorBodyWait = time.Second
+
+// progressReader restarts t whenever a read brings bytes: the wait is for
+// a body that stalls, not one that comes slowly.
+type progressReader struct {
+	r io.Reader
+	t *time.Timer
+}
+
+func (p progressReader) Read(b []byte) (int, error) {
+	n, err := p.r.Read(b)
+	if n > 0 && p.t.Stop() {
+		p.t.Reset(errorBodyWait)
+	}
+	return n, err
+}
 
 // peekedBody is a body whose start peekBody has read.
 type peekedBody struct {

@@ -97,7 +97,6 @@ type watchedBody struct {
 	idleLimit *deadline // a stream's idle_timeout
 	timeLimit *deadline // a plain answer's request_timeout
 	remain    int64     // a plain answer's bytes still to come; -1: not known
-	early     bool      // the io.EOF at remain 0 was ours, not the upstream's
 
 	chunk    []byte // a pooled read buffer, for streams
 	buf      []byte // read from upstream, not yet a complete event
@@ -119,7 +118,7 @@ func (w *watchedBody) Read(p []byte) (int, error) {
 			// read, and the usage is read (and the answer settled) at
 			// the end.
 			if w.remain -= int64(n); w.remain <= 0 && err == nil {
-				err, w.early = io.EOF, true
+				err = io.EOF
 			}
 		}
 		w.tail = append(w.tail, p[:n]...)
@@ -347,15 +346,6 @@ func (w *watchedBody) ended() {
 }
 
 func (w *watchedBody) Close() error {
-	if w.early {
-		// The EOF at the answer's length was ours: the upstream's own end
-		// (HTTP/2's END_STREAM) usually follows at once. Waited for
-		// briefly, it ends the stream cleanly instead of resetting it.
-		body := w.body
-		t := time.AfterFunc(drainWait, func() { body.Close() })
-		_, _ = io.Copy(io.Discard, io.LimitReader(body, 1))
-		t.Stop()
-	}
 	for _, dl := range []*deadline{w.idleLimit, w.timeLimit} {
 		if dl != nil {
 			timeLimits.stop(dl)
