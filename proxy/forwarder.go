@@ -768,14 +768,14 @@ func (w *recorder) Write(b []byte) (int, error) {
 	if w.length > 0 && w.bytes == w.length && err == nil {
 		live := w.ctx == nil || w.ctx.Err() == nil // before the flush: the client had not left
 		w.settled()
-		w.whole = live && http.NewResponseController(w.ResponseWriter).Flush() == nil
+		w.whole = live && w.flush() == nil
 	}
 	return n, err
 }
 
-func (w *recorder) Flush() {
-	_ = http.NewResponseController(w.ResponseWriter).Flush()
-}
+func (w *recorder) Flush() { _ = w.flush() }
+
+func (w *recorder) flush() error { return http.NewResponseController(w.ResponseWriter).Flush() }
 
 func (w *recorder) Unwrap() http.ResponseWriter { return w.ResponseWriter }
 
@@ -786,7 +786,7 @@ func (w *recorder) Unwrap() http.ResponseWriter { return w.ResponseWriter }
 // measures when the handler returns) is left as it is: flushed early it
 // would go chunked, and its end would still wait for the handler.
 func (w *recorder) send() {
-	if w.status != 0 && w.Header().Get("Content-Length") != "" {
+	if !w.whole && w.status != 0 && w.Header().Get("Content-Length") != "" { // whole: sent at its last byte
 		w.Flush()
 	}
 }

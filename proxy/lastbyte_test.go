@@ -30,6 +30,13 @@ import (
 
 const usageAnswer = `{"id":"x","choices":[{"message":{"content":"hi"}}],"usage":{"prompt_tokens":100,"completion_tokens":800}}`
 
+// writeUsageAnswer writes usageAnswer with its length.
+func writeUsageAnswer(w http.ResponseWriter) {
+	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("Content-Length", fmt.Sprint(len(usageAnswer)))
+	io.WriteString(w, usageAnswer)
+}
+
 // tlsUpstream is a TLS upstream (HTTP/2 when h2) answering with handler;
 // it returns the server, its CA's file and a count of its connections.
 func tlsUpstream(t *testing.T, h2 bool, handler http.HandlerFunc) (*httptest.Server, string, *atomic.Int64) {
@@ -60,14 +67,11 @@ func tlsUpstream(t *testing.T, h2 bool, handler http.HandlerFunc) (*httptest.Ser
 // carry the tokens, and a client that hangs up once it has the answer is
 // not taken for one that left early.
 func TestPlainAnswerOverHTTP2EndsAtItsLength(t *testing.T) {
-	const answer = usageAnswer
 	var calls, proto atomic.Int64
 	up, caPath, _ := tlsUpstream(t, true, func(w http.ResponseWriter, r *http.Request) {
 		calls.Add(1)
 		proto.Store(int64(r.ProtoMajor))
-		w.Header().Set("Content-Type", "application/json")
-		w.Header().Set("Content-Length", fmt.Sprint(len(answer)))
-		io.WriteString(w, answer)
+		writeUsageAnswer(w)
 		w.(http.Flusher).Flush()
 		time.Sleep(300 * time.Millisecond) // the stream ends after the last byte
 	})
@@ -88,7 +92,7 @@ func TestPlainAnswerOverHTTP2EndsAtItsLength(t *testing.T) {
 
 	status, out := ask(`{"model":"m","max_tokens":10}`)
 	require.Equal(t, http.StatusOK, status)
-	assert.Equal(t, answer, out)
+	assert.Equal(t, usageAnswer, out)
 	rec := h.lastRecord(t, 1)
 	assert.Equal(t, int64(2), proto.Load(), "the upstream was not reached over HTTP/2")
 	assert.Equal(t, http.StatusOK, rec.Status)
@@ -116,9 +120,7 @@ func TestClientGoneBeforeTheLastByte(t *testing.T) {
 	for _, h2 := range []bool{true, false} {
 		t.Run(fmt.Sprint("h2=", h2), func(t *testing.T) {
 			up, caPath, _ := tlsUpstream(t, h2, func(w http.ResponseWriter, r *http.Request) {
-				w.Header().Set("Content-Type", "application/json")
-				w.Header().Set("Content-Length", fmt.Sprint(len(usageAnswer)))
-				io.WriteString(w, usageAnswer)
+				writeUsageAnswer(w)
 			})
 			h := newHarness(t, &Config{Upstreams: []Upstream{{Name: "up", BaseURL: up.URL + "/v1", Models: []string{"m"}, Auth: AuthNone, CAFile: caPath}}})
 			answered := make(chan struct{})
@@ -149,9 +151,7 @@ func TestClientThatHangsUpOnceItHasTheAnswer(t *testing.T) {
 	for _, h2 := range []bool{true, false} {
 		t.Run(fmt.Sprint("h2=", h2), func(t *testing.T) {
 			up, caPath, _ := tlsUpstream(t, h2, func(w http.ResponseWriter, r *http.Request) {
-				w.Header().Set("Content-Type", "application/json")
-				w.Header().Set("Content-Length", fmt.Sprint(len(usageAnswer)))
-				io.WriteString(w, usageAnswer)
+				writeUsageAnswer(w)
 				w.(http.Flusher).Flush()
 				if h2 {
 					select { // END_STREAM a little after the last byte

@@ -297,22 +297,7 @@ func TestPacingPacesTheRetryOnAnotherKey(t *testing.T) {
 // is used by a direct call first; then the primary's 500s are retried on
 // the primary alone, and the client gets its last 500.
 func TestPacingHoldsBackAFallback(t *testing.T) {
-	primary := newCountingUpstream(t, func(_ int, _ string, w http.ResponseWriter) {
-		w.WriteHeader(http.StatusInternalServerError)
-		fmt.Fprint(w, `{"error":{"message":"boom"}}`)
-	})
-	backup := newCountingUpstream(t, func(_ int, _ string, w http.ResponseWriter) {
-		fmt.Fprint(w, `{"id":"x","choices":[]}`)
-	})
-	cfg := &Config{Upstreams: []Upstream{
-		{Name: "main", BaseURL: primary.URL + "/v1", Models: []string{"m"}, Keys: []string{"p"}, Fallback: []string{"backup"},
-			QueueTimeout: "200ms", RetryBackoffCap: "1ms"},
-		{Name: "backup", BaseURL: backup.URL + "/v1", Keys: []string{"b"}, RequestsPerMinute: 1},
-	}}
-	cfg.applyDefaults()
-	h := keyedHarness(t, cfg, keyCreds{"main": keys("p"), "backup": keys("b")})
-	res, _ := h.do(t, http.MethodPost, "/u/backup/chat/completions", `{"model":"x"}`, nil)
-	require.Equal(t, http.StatusOK, res.StatusCode)
+	primary, backup, h := failingPrimaryPacedBackup(t, "", Upstream{QueueTimeout: "200ms", RetryBackoffCap: "1ms"})
 	res, body := h.do(t, http.MethodPost, "/v1/chat/completions", `{"model":"m"}`, nil)
 	assert.Equal(t, http.StatusInternalServerError, res.StatusCode)
 	assert.Contains(t, body, "boom")
@@ -505,24 +490,34 @@ func TestPacingCorrectsAnUpstreamWithoutKeys(t *testing.T) {
 // is checked against its request_timeout too: the client gets the 500,
 // not a 504 from an attempt begun with no time left.
 func TestRetryAfterAPassOverKeepsWithinRequestTimeout(t *testing.T) {
-	primary := newCountingUpstream(t, func(_ int, _ string, w http.ResponseWriter) {
-		w.Header().Set("Retry-After", "2")
-		w.WriteHeader(http.StatusInternalServerError)
-		fmt.Fprint(w, `{"error":{"message":"boom"}}`)
-	})
-	backup := newCountingUpstream(t, func(_ int, _ string, w http.ResponseWriter) {
-		fmt.Fprint(w, `{"id":"x","choices":[]}`)
-	})
-	cfg := &Config{Upstreams: []Upstream{
-		{Name: "main", BaseURL: primary.URL + "/v1", Models: []string{"m"}, Keys: []string{"p"}, Fallback: []string{"backup"}, RequestTimeout: "1s", QueueTimeout: "200ms"},
-		{Name: "backup", BaseURL: backup.URL + "/v1", Keys: []string{"b"}, RequestsPerMinute: 1},
-	}}
-	cfg.applyDefaults()
-	h := keyedHarness(t, cfg, keyCreds{"main": keys("p"), "backup": keys("b")})
-	res, _ := h.do(t, http.MethodPost, "/u/backup/chat/completions", `{"model":"x"}`, nil)
-	require.Equal(t, http.StatusOK, res.StatusCode)
+	primary, _, h := failingPrimaryPacedBackup(t, "2", Upstream{RequestTimeout: "1s", QueueTimeout: "200ms"})
 	res, body := h.do(t, http.MethodPost, "/v1/chat/completions", `{"model":"m"}`, nil)
 	assert.Equal(t, http.StatusInternalServerError, res.StatusCode, body)
 	assert.Equal(t, []string{"p"}, primary.keys())
 	assert.Equal(t, 1, h.lastRecord(t, 2).Attempts)
+}
+
+// failingPrimaryPacedBackup is upstream "main" (key p; the times of main
+// as given), whose every answer is a 500 (with Retry-After when
+// retryAfter is set), with fallback "backup" (key b) at one request a
+// minute, that minute's request already used by a direct call.
+func failingPrimaryPacedBackup(t *testing.T, retryAfter string, main Upstream) (primary, backup *countingUpstream, h *harness) {
+	t.Helper()
+	primary = newCountingUpstream(t, func(_ int, _ string, w http.ResponseWriter) {
+		if retryAfter != "" {
+			w.Header().Set("Retry-After", retryAfter)
+		}
+		w.WriteHeader(http.StatusInternalServerError)
+		fmt.Fprint(w, `{"error":{"message":"boom"}}`)
+	})
+	backup = newCountingUpstream(t, func(_ int, _ string, w http.ResponseWriter) {
+		fmt.Fprint(w, `{"id":"x","choices":[]}`)
+	})
+	main.Name, main.BaseURL, main.Models, main.Keys, main.Fallback = "main", primary.URL+"/v1", []string{"m"}, []string{"p"}, []string{"backup"}
+	cfg := &Config{Upstreams: []Upstream{main, {Name: "backup", BaseURL: backup.URL + "/v1", Keys: []string{"b"}, RequestsPerMinute: 1}}}
+	cfg.applyDefaults()
+	h = keyedHarness(t, cfg, keyCreds{"main": keys("p"), "backup": keys("b")})
+	res, _ := h.do(t, http.MethodPost, "/u/backup/chat/completions", `{"model":"x"}`, nil)
+	require.Equal(t, http.StatusOK, res.StatusCode)
+	return primary, backup, h
 }
