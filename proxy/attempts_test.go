@@ -463,6 +463,41 @@ func TestRetryAfterAnAnswerWhoseBodyStalls(t *testing.T) {
 	}
 }
 
+// TestTricklingErrorBodyIsCutAfterItsTotal: an error body that never
+// stalls for errorBodyWait but never ends either (a byte every 200 ms) is
+// judged after errorBodyTotal and the fallback answers; before, the peek
+// read it until request_timeout, and the request ended in a 504 there.
+func TestTricklingErrorBodyIsCutAfterItsTotal(t *testing.T) {
+	primary := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.WriteHeader(http.StatusServiceUnavailable)
+		for {
+			io.WriteString(w, "x")
+			w.(http.Flusher).Flush()
+			select {
+			case <-r.Context().Done():
+				return
+			case <-time.After(200 * time.Millisecond):
+			}
+		}
+	}))
+	defer primary.Close()
+	backup := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		io.WriteString(w, `{"id":"x","choices":[]}`)
+	}))
+	defer backup.Close()
+	cfg := &Config{Upstreams: []Upstream{
+		{Name: "primary", BaseURL: primary.URL + "/v1", Models: []string{"m"}, Auth: AuthNone, Fallback: []string{"backup"}, RequestTimeout: "60s", RetryBackoffCap: "1ms"},
+		{Name: "backup", BaseURL: backup.URL + "/v1", Models: []string{"other"}, Auth: AuthNone},
+	}}
+	cfg.applyDefaults()
+	h := keyedHarness(t, cfg, keyCreds{})
+	res, body := h.do(t, http.MethodPost, "/v1/chat/completions", `{"model":"m"}`, nil)
+	assert.Equal(t, http.StatusOK, res.StatusCode, body)
+	rec := h.lastRecord(t, 1)
+	assert.Equal(t, "backup", rec.Upstream)
+	assert.Equal(t, 2, rec.Attempts)
+}
+
 // TestSlowErrorBodyIsReadWhole: an error body that comes slowly but
 // steadily, for longer than errorBodyWait in all, is read whole: a quota
 // marker near its end is seen, and the client gets it all.

@@ -191,9 +191,10 @@ func geminiLimit(body []byte, now time.Time) gemini {
 // peekBody reads up to maxErrorPeek bytes of an error body and puts them
 // back in front of the rest, so that the client still gets it whole. A
 // compressed body is not read; a second call returns what the first read.
-// A body that sends nothing for errorBodyWait is cut: the answer is judged on
-// what came, and another key or upstream may be tried, instead of the
-// request waiting out request_timeout for it.
+// A body that sends nothing for errorBodyWait, or is not read after
+// errorBodyTotal, is cut: the answer is judged on what came, and another
+// key or upstream may be tried, instead of the request waiting out
+// request_timeout for it.
 func peekBody(res *http.Response) []byte {
 	if b, ok := res.Body.(*peekedBody); ok {
 		return b.head
@@ -203,11 +204,11 @@ func peekBody(res *http.Response) []byte {
 	}
 	body := res.Body
 	t := time.AfterFunc(errorBodyWait, func() { body.Close() })
-	head, err := io.ReadAll(io.LimitReader(progressReader{body, t}, maxErrorPeek))
+	head, err := io.ReadAll(io.LimitReader(progressReader{body, t, time.Now().Add(errorBodyTotal)}, maxErrorPeek))
 	var rest io.Reader = body
 	switch {
 	case !t.Stop():
-		err = fmt.Errorf("the error body sent nothing for %s; Gatehouse cut it: %w", errorBodyWait, cmp.Or(err, io.ErrUnexpectedEOF))
+		err = fmt.Errorf("the error body sent nothing for %s, or was not whole after %s; Gatehouse cut it: %w", errorBodyWait, errorBodyTotal, cmp.Or(err, io.ErrUnexpectedEOF))
 	case err == nil && len(head) < maxErrorPeek:
 		rest = http.NoBody // it ended: never read again
 	}
@@ -215,20 +216,28 @@ func peekBody(res *http.Response) []byte {
 	return head
 }
 
-// errorBodyWait bounds how long an error body's start may send nothing.
-const errorBodyWait = time.Second
+// errorBodyWait bounds how long an error body's start may send nothing;
+// errorBodyTotal how long it may take in all (a byte every 0.9 s would
+// otherwise hold the request to request_timeout). Error bodies are a
+// packet or two: a whole one that came steadily over seconds still fits.
+const (
+	errorBodyWait  = time.Second
+	errorBodyTotal = 5 * time.Second
+)
 
-// progressReader restarts t whenever a read brings bytes: the wait is for
-// a body that stalls, not one that comes slowly.
+// progressReader restarts t whenever a read brings bytes, until end: the
+// wait is for a body that stalls, not one that comes slowly, within
+// errorBodyTotal.
 type progressReader struct {
-	r io.Reader
-	t *time.Timer
+	r   io.Reader
+	t   *time.Timer
+	end time.Time
 }
 
 func (p progressReader) Read(b []byte) (int, error) {
 	n, err := p.r.Read(b)
 	if n > 0 && p.t.Stop() {
-		p.t.Reset(errorBodyWait)
+		p.t.Reset(min(errorBodyWait, time.Until(p.end))) // at once past end
 	}
 	return n, err
 }
