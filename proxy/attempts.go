@@ -114,14 +114,13 @@ func (a attempts) RoundTrip(out *http.Request) (*http.Response, error) {
 			// next attempt at the same upstream reuses it instead of
 			// opening another (a new TLS handshake to a real provider).
 			// HTTP/2 shares its connection anyway. A peeked body is read
-			// on from the network, not from its head in memory.
-			var body io.ReadCloser = last.Body
-			if p, ok := body.(*peekedBody); ok {
-				if rc, ok := p.Closer.(io.ReadCloser); ok {
-					body = rc
-				}
+			// on past its head, which is in memory.
+			whole := last.Body
+			var body io.Reader = whole
+			if p, ok := whole.(*peekedBody); ok {
+				body = p.rest
 			}
-			t := time.AfterFunc(drainWait, func() { body.Close() })
+			t := time.AfterFunc(drainWait, func() { whole.Close() })
 			_, _ = io.CopyN(io.Discard, body, maxErrorPeek)
 			t.Stop()
 		}

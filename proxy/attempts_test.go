@@ -463,11 +463,11 @@ func TestRetryAfterAnAnswerWhoseBodyStalls(t *testing.T) {
 	}
 }
 
-// TestTricklingErrorBodyIsCutAfterItsTotal: an error body that never
+// TestTricklingErrorBodyIsJudgedAfterItsTotal: an error body that never
 // stalls for errorBodyWait but never ends either (a byte every 200 ms) is
 // judged after errorBodyTotal and the fallback answers; before, the peek
 // read it until request_timeout, and the request ended in a 504 there.
-func TestTricklingErrorBodyIsCutAfterItsTotal(t *testing.T) {
+func TestTricklingErrorBodyIsJudgedAfterItsTotal(t *testing.T) {
 	primary := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		w.WriteHeader(http.StatusServiceUnavailable)
 		for {
@@ -486,7 +486,7 @@ func TestTricklingErrorBodyIsCutAfterItsTotal(t *testing.T) {
 	}))
 	defer backup.Close()
 	cfg := &Config{Upstreams: []Upstream{
-		{Name: "primary", BaseURL: primary.URL + "/v1", Models: []string{"m"}, Auth: AuthNone, Fallback: []string{"backup"}, RequestTimeout: "60s", RetryBackoffCap: "1ms"},
+		{Name: "primary", BaseURL: primary.URL + "/v1", Models: []string{"m"}, Auth: AuthNone, Fallback: []string{"backup"}, RequestTimeout: "20s", RetryBackoffCap: "1ms"},
 		{Name: "backup", BaseURL: backup.URL + "/v1", Models: []string{"other"}, Auth: AuthNone},
 	}}
 	cfg.applyDefaults()
@@ -496,6 +496,49 @@ func TestTricklingErrorBodyIsCutAfterItsTotal(t *testing.T) {
 	rec := h.lastRecord(t, 1)
 	assert.Equal(t, "backup", rec.Upstream)
 	assert.Equal(t, 2, rec.Attempts)
+}
+
+// TestSlowErrorBodyOfTheLastAnswerComesWhole: an error body judged before
+// it ended (it came a byte every 200 ms, past errorBodyTotal) is not cut:
+// when it is the answer the client gets, the client gets all of it, with
+// or without a Content-Length, as the request log says.
+func TestSlowErrorBodyOfTheLastAnswerComesWhole(t *testing.T) {
+	for _, c := range []struct {
+		status int
+		length bool
+		keyed  bool
+	}{{http.StatusForbidden, true, true}, {http.StatusTooManyRequests, false, false}} {
+		t.Run(fmt.Sprint(c.status), func(t *testing.T) {
+			t.Parallel()
+			body := `{"error":"` + strings.Repeat("y", 18) + `"}`
+			up := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				if c.length {
+					w.Header().Set("Content-Length", fmt.Sprint(len(body)))
+				}
+				w.WriteHeader(c.status)
+				for i := range len(body) {
+					io.WriteString(w, body[i:i+1])
+					w.(http.Flusher).Flush()
+					time.Sleep(200 * time.Millisecond)
+				}
+			}))
+			defer up.Close()
+			cfg := &Config{Upstreams: []Upstream{{Name: "main", BaseURL: up.URL + "/v1", Models: []string{"m"}, Auth: AuthNone, MaxAttempts: 1}}}
+			creds := keyCreds{}
+			if c.keyed {
+				cfg.Upstreams[0].Auth = ""
+				creds = keyCreds{"main": keys("a")}
+			}
+			cfg.applyDefaults()
+			h := keyedHarness(t, cfg, creds)
+			res, got := h.do(t, http.MethodPost, "/v1/chat/completions", `{"model":"m"}`, nil)
+			assert.Equal(t, c.status, res.StatusCode)
+			assert.Equal(t, body, got)
+			rec := h.lastRecord(t, 1)
+			assert.Equal(t, c.status, rec.Status)
+			assert.Empty(t, rec.Error)
+		})
+	}
 }
 
 // TestSlowErrorBodyIsReadWhole: an error body that comes slowly but

@@ -201,16 +201,6 @@ func invalidKey(res *http.Response) string {
 	return ""
 }
 
-// errReader returns err once a MultiReader reaches it (nil: go on).
-type errReader struct{ err error }
-
-func (e errReader) Read([]byte) (int, error) {
-	if e.err != nil {
-		return 0, e.err
-	}
-	return 0, io.EOF
-}
-
 // ok reports whether a key is known to work or untried: not cooling,
 // rejected or being probed.
 func (ks *keyStates) ok(up *Upstream, c Credential) bool {

@@ -2,13 +2,12 @@ package proxy
 
 import (
 	"bytes"
-	"cmp"
 	"encoding/json"
-	"fmt"
 	"io"
 	"net/http"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 )
 
@@ -191,10 +190,13 @@ func geminiLimit(body []byte, now time.Time) gemini {
 // peekBody reads up to maxErrorPeek bytes of an error body and puts them
 // back in front of the rest, so that the client still gets it whole. A
 // compressed body is not read; a second call returns what the first read.
-// A body that sends nothing for errorBodyWait, or is not read after
-// errorBodyTotal, is cut: the answer is judged on what came, and another
-// key or upstream may be tried, instead of the request waiting out
-// request_timeout for it.
+// The answer is judged on what has come when the body ends, sends nothing
+// for errorBodyWait, or after errorBodyTotal in all, so that another key
+// or upstream may be tried instead of the request waiting out
+// request_timeout for a body that stalls or trickles. The body is not cut
+// then: a goroutine reads on, and the client, if the answer is passed on,
+// gets the rest as it comes (bounded by request_timeout, as any answer);
+// a retry closes it (closeLast).
 func peekBody(res *http.Response) []byte {
 	if b, ok := res.Body.(*peekedBody); ok {
 		return b.head
@@ -202,44 +204,103 @@ func peekBody(res *http.Response) []byte {
 	if res.Body == nil || res.Header.Get("Content-Encoding") != "" {
 		return nil
 	}
-	body := res.Body
-	t := time.AfterFunc(errorBodyWait, func() { body.Close() })
-	head, err := io.ReadAll(io.LimitReader(progressReader{body, t, time.Now().Add(errorBodyTotal)}, maxErrorPeek))
-	var rest io.Reader = body
-	switch {
-	case !t.Stop():
-		err = fmt.Errorf("the error body sent nothing for %s, or was not whole after %s; Gatehouse cut it: %w", errorBodyWait, errorBodyTotal, cmp.Or(err, io.ErrUnexpectedEOF))
-	case err == nil && len(head) < maxErrorPeek:
-		rest = http.NoBody // it ended: never read again
+	p := &peek{body: res.Body, progress: make(chan struct{}, 1), done: make(chan struct{})}
+	p.more = sync.NewCond(&p.mu)
+	go p.read()
+	wait := time.NewTimer(errorBodyWait)
+	defer wait.Stop()
+	end := time.Now().Add(errorBodyTotal)
+	for waiting := true; waiting; {
+		select {
+		case <-p.done:
+			waiting = false
+		case <-p.progress:
+			wait.Reset(min(errorBodyWait, time.Until(end)))
+		case <-wait.C:
+			waiting = false
+		}
 	}
-	res.Body = &peekedBody{io.MultiReader(bytes.NewReader(head), errReader{err}, rest), body, head}
+	p.mu.Lock()
+	head := p.buf[:len(p.buf):len(p.buf)]
+	p.mu.Unlock()
+	rest := &lateReader{p: p, off: len(head)}
+	res.Body = &peekedBody{io.MultiReader(bytes.NewReader(head), rest), res.Body, head, rest}
 	return head
 }
 
-// errorBodyWait bounds how long an error body's start may send nothing;
-// errorBodyTotal how long it may take in all (a byte every 0.9 s would
-// otherwise hold the request to request_timeout). Error bodies are a
-// packet or two: a whole one that came steadily over seconds still fits.
+// errorBodyWait bounds how long an error body's start may send nothing
+// before the answer is judged; errorBodyTotal how long it may take in all
+// (a byte every 0.9 s would otherwise hold the request to
+// request_timeout). Error bodies are a packet or two.
 const (
 	errorBodyWait  = time.Second
 	errorBodyTotal = 5 * time.Second
 )
 
-// progressReader restarts t whenever a read brings bytes, until end: the
-// wait is for a body that stalls, not one that comes slowly, within
-// errorBodyTotal.
-type progressReader struct {
-	r   io.Reader
-	t   *time.Timer
-	end time.Time
+// peek is the read of an error body's start, on its own goroutine.
+type peek struct {
+	body     io.ReadCloser
+	progress chan struct{} // a read brought bytes
+	done     chan struct{} // closed when the read ends
+
+	mu   sync.Mutex
+	more *sync.Cond // buf grew or the read ended
+	buf  []byte
+	end  bool
+	err  error // how the read ended: io.EOF, nil after maxErrorPeek bytes, or the error
 }
 
-func (p progressReader) Read(b []byte) (int, error) {
-	n, err := p.r.Read(b)
-	if n > 0 && p.t.Stop() {
-		p.t.Reset(min(errorBodyWait, time.Until(p.end))) // at once past end
+func (p *peek) read() {
+	defer close(p.done)
+	chunk := make([]byte, 4<<10)
+	for {
+		n, err := p.body.Read(chunk[:min(len(chunk), maxErrorPeek-len(p.buf))]) // only this goroutine changes buf's length
+		p.mu.Lock()
+		p.buf = append(p.buf, chunk[:n]...)
+		if len(p.buf) >= maxErrorPeek && err == nil {
+			p.end = true // the rest is read from the body
+		} else if err != nil {
+			p.end, p.err = true, err
+		}
+		end := p.end
+		p.more.Broadcast()
+		p.mu.Unlock()
+		if n > 0 {
+			nudge(p.progress)
+		}
+		if end {
+			return
+		}
 	}
-	return n, err
+}
+
+// lateReader is an error body past the head peekBody judged by: what the
+// peek reads after it, then (past maxErrorPeek) the body itself.
+type lateReader struct {
+	p   *peek
+	off int
+}
+
+func (l *lateReader) Read(b []byte) (int, error) {
+	if len(b) == 0 {
+		return 0, nil
+	}
+	p := l.p
+	p.mu.Lock()
+	for l.off == len(p.buf) && !p.end {
+		p.more.Wait()
+	}
+	n := copy(b, p.buf[l.off:])
+	l.off += n
+	err := p.err
+	p.mu.Unlock()
+	switch {
+	case n > 0:
+		return n, nil
+	case err != nil:
+		return 0, err
+	}
+	return p.body.Read(b) // maxErrorPeek bytes were read: the rest is the body's
 }
 
 // peekedBody is a body whose start peekBody has read.
@@ -247,4 +308,5 @@ type peekedBody struct {
 	io.Reader
 	io.Closer
 	head []byte
+	rest io.Reader // past head
 }

@@ -197,3 +197,29 @@ func TestAnOverloadedUpstreamBacksOffForItsFallback(t *testing.T) {
 		assert.Equal(t, KeyOK, k.State, "key %s of %s was marked for the upstream's load", k.Label, k.Upstream)
 	}
 }
+
+// lateEnd is a body whose end comes after the peek has judged it, and whose
+// Close would not break the read that brings it.
+type lateEnd struct{ reads int }
+
+func (l *lateEnd) Read(p []byte) (int, error) {
+	if l.reads++; l.reads == 1 {
+		return copy(p, "abc"), nil
+	}
+	time.Sleep(errorBodyWait + 200*time.Millisecond)
+	return copy(p, "def"), io.EOF
+}
+
+func (l *lateEnd) Close() error { return nil }
+
+// TestPeekJudgesOnWhatCameAndLeavesTheRest: the peek judges a body that
+// sends nothing for errorBodyWait on what came, and the reader still gets
+// the whole body and its end; a second peek returns the same head.
+func TestPeekJudgesOnWhatCameAndLeavesTheRest(t *testing.T) {
+	res := &http.Response{StatusCode: http.StatusServiceUnavailable, Header: http.Header{}, Body: &lateEnd{}}
+	assert.Equal(t, "abc", string(peekBody(res)))
+	assert.Equal(t, "abc", string(peekBody(res)))
+	got, err := io.ReadAll(res.Body)
+	require.NoError(t, err)
+	assert.Equal(t, "abcdef", string(got))
+}
