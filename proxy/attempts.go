@@ -230,8 +230,8 @@ tries:
 // stream, first_byte_timeout; for a plain answer, which sends its headers
 // only when it is complete, what is left of request_timeout. observe reads
 // the answer (nil when there is none) within the same wait: it may read
-// the start of an error body, and one that stalls is cut off like an
-// answer that never began. sent reports
+// the start of an error body, and if the wait runs out during that read,
+// the answer is cut off like one that never began. sent reports
 // whether any of the request was written, so that it is never sent again;
 // without track it is not watched for (a trace costs about 1.4 µs of each
 // request, composed by reflection with the reverse proxy's own), and an

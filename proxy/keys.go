@@ -179,8 +179,9 @@ func (ks *keyStates) observe(up *Upstream, c Credential, res *http.Response, now
 // invalid: OpenAI's code, Anthropic's type, Gemini's reason.
 var invalidKeyMarkers = []string{"invalid_api_key", "authentication_error", "API_KEY_INVALID"}
 
-// maxErrorPeek bounds how much of a 400 or 403 body is read to look for
-// invalidKeyMarkers; the body is passed on whole.
+// maxErrorPeek bounds how much of an error body (a 400's or 403's, for
+// invalidKeyMarkers; a 429's or 503's, for its kind of limit) is read to
+// judge it; the body is passed on whole.
 const maxErrorPeek = 64 << 10
 
 // invalidKey says why an answer rejects the key that was used, or "": a

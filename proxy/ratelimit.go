@@ -195,8 +195,9 @@ func geminiLimit(body []byte, now time.Time) gemini {
 // or upstream may be tried instead of the request waiting out
 // request_timeout for a body that stalls or trickles. The body is not cut
 // then: a goroutine reads on, and the client, if the answer is passed on,
-// gets the rest as it comes (bounded by request_timeout, as any answer);
-// a retry closes it (closeLast).
+// gets the rest as it comes (bounded as any answer is: request_timeout,
+// idle_timeout for a stream); a retry closes it (closeLast), and so ends
+// the goroutine.
 func peekBody(res *http.Response) []byte {
 	if b, ok := res.Body.(*peekedBody); ok {
 		return b.head

@@ -198,15 +198,19 @@ func TestAnOverloadedUpstreamBacksOffForItsFallback(t *testing.T) {
 	}
 }
 
-// lateEnd is a body whose end comes after the peek has judged it, and whose
-// Close would not break the read that brings it.
-type lateEnd struct{ reads int }
+// lateEnd is a body whose end comes after the peek has judged it (when
+// release is closed), and whose Close would not break the read that
+// brings it.
+type lateEnd struct {
+	reads   int
+	release chan struct{}
+}
 
 func (l *lateEnd) Read(p []byte) (int, error) {
 	if l.reads++; l.reads == 1 {
 		return copy(p, "abc"), nil
 	}
-	time.Sleep(errorBodyWait + 200*time.Millisecond)
+	<-l.release
 	return copy(p, "def"), io.EOF
 }
 
@@ -216,10 +220,50 @@ func (l *lateEnd) Close() error { return nil }
 // sends nothing for errorBodyWait on what came, and the reader still gets
 // the whole body and its end; a second peek returns the same head.
 func TestPeekJudgesOnWhatCameAndLeavesTheRest(t *testing.T) {
-	res := &http.Response{StatusCode: http.StatusServiceUnavailable, Header: http.Header{}, Body: &lateEnd{}}
+	body := &lateEnd{release: make(chan struct{})}
+	res := &http.Response{StatusCode: http.StatusServiceUnavailable, Header: http.Header{}, Body: body}
 	assert.Equal(t, "abc", string(peekBody(res)))
 	assert.Equal(t, "abc", string(peekBody(res)))
+	close(body.release)
 	got, err := io.ReadAll(res.Body)
 	require.NoError(t, err)
 	assert.Equal(t, "abcdef", string(got))
+}
+
+// TestPeekEndsWhenTheBodyIsClosed: a body judged while it stalls and then
+// closed unread (an answer dropped for a retry, a client gone) ends the
+// peek's goroutine, over HTTP/1 and HTTP/2, and a read after the close
+// returns.
+func TestPeekEndsWhenTheBodyIsClosed(t *testing.T) {
+	for _, h2 := range []bool{false, true} {
+		t.Run(map[bool]string{false: "HTTP/1", true: "HTTP/2"}[h2], func(t *testing.T) {
+			up := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				w.WriteHeader(http.StatusTooManyRequests)
+				io.WriteString(w, "abc")
+				w.(http.Flusher).Flush()
+				<-r.Context().Done()
+			}))
+			up.EnableHTTP2 = h2
+			up.StartTLS()
+			defer up.Close()
+			res, err := up.Client().Get(up.URL)
+			require.NoError(t, err)
+			require.Equal(t, h2, res.ProtoMajor == 2)
+			assert.Equal(t, "abc", string(peekBody(res)))
+			p := res.Body.(*peekedBody).rest.(*lateReader).p
+			select {
+			case <-p.done:
+				t.Fatal("the peek ended while the body was open")
+			default:
+			}
+			require.NoError(t, res.Body.Close())
+			select {
+			case <-p.done:
+			case <-time.After(10 * time.Second): // only so that a leak fails instead of hanging
+				t.Fatal("the peek's goroutine outlived the body's close")
+			}
+			_, err = io.ReadAll(res.Body)
+			assert.Error(t, err, "a closed body read as whole")
+		})
+	}
 }
