@@ -13,7 +13,9 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"runtime"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -229,6 +231,28 @@ key_env = "E2E_OPENAI_KEY"
 	usage, err := os.ReadFile(filepath.Join(cache, "gatehouse", "usage.json"))
 	require.NoError(t, err, "usage totals are saved when serve stops")
 	assert.Contains(t, string(usage), `"upstream":"openai","model":"gpt-4o","requests":1,"prompt_tokens":5,"completion_tokens":3`)
+}
+
+// Gatehouse runs its goroutines on one processor unless GOMAXPROCS asks
+// for more (setProcs), although a dependency's init sets every CPU: the
+// Go runtime's scheduler trace of the running program says which.
+func TestProcessors(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts the program")
+	}
+	cfgPath := filepath.Join(t.TempDir(), "config.toml")
+	require.NoError(t, os.WriteFile(cfgPath, []byte("[[upstreams]]\nname = \"openai\"\nbase_url = \"http://127.0.0.1:9/v1\"\nmodels = [\"gpt-*\"]\n"), 0o600))
+	more := runtime.NumCPU() + 1 // neither 1 nor what the dependency sets
+	for env, want := range map[string]int{"": 1, "1": 1, strconv.Itoa(more): more} {
+		t.Run("GOMAXPROCS="+env, func(t *testing.T) {
+			p := start(t, []string{"GOMAXPROCS=" + env, "GODEBUG=schedtrace=50"}, "serve", "--config", cfgPath, "--listen", "127.0.0.1:0")
+			p.waitLine(t, regexp.MustCompile(`msg="forwarder listening"`))
+			// A trace line written after the forwarder listens is past main's start.
+			got := p.waitLine(t, regexp.MustCompile(`^SCHED \d+ms: gomaxprocs=(\d+)`))[1]
+			assert.Equal(t, strconv.Itoa(want), got)
+			stop(t, p)
+		})
+	}
 }
 
 func TestServeRefusesABadConfig(t *testing.T) {
