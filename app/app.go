@@ -107,9 +107,13 @@ func Run(a fyne.App, o Options) error {
 				// Stopping begins here, not on Fyne's thread: Fyne's own
 				// signal handler may end its loop before a queued
 				// function runs. Its Quit is queued until the loop runs,
-				// if it does not yet.
+				// if it does not yet. The driver's Quit, as Fyne's own
+				// handler calls it: once the loop has ended Fyne runs a
+				// function at once, and the app's Quit would then close
+				// a window on a GLFW already terminated (a panic, seen
+				// on one processor).
 				stopping()
-				fyne.Do(a.Quit)
+				fyne.Do(a.Driver().Quit)
 				return
 			}
 		}
