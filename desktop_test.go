@@ -502,7 +502,7 @@ func TestTrayOverDBus(t *testing.T) {
 	assert.Equal(t, "Automatic (fallback)", work.children[0].label)
 	assert.True(t, work.children[0].checked, "nothing pinned")
 	assert.Regexp(t, `^✗ `+regexp.QuoteMeta(dead)+` — .+`, work.children[2].label)
-	assert.Regexp(t, `^✓ `+regexp.QuoteMeta(live.URL)+` — \d+ ms$`, work.children[3].label)
+	assert.Regexp(t, `^✓ `+regexp.QuoteMeta(live.URL)+` — (<1|\d+) ms$`, work.children[3].label)
 	assert.Equal(t, "Test now", work.children[5].label)
 	status, _ := m.find("Forwarding on")
 	assert.False(t, status.enabled, "the status line is not a command")
@@ -560,6 +560,69 @@ func TestDesktopQuitsOnASignalAtStart(t *testing.T) {
 	p.waitLine(t, regexp.MustCompile(`msg="forwarder listening"`))
 	require.NoError(t, p.cmd.Process.Signal(syscall.SIGTERM))
 	require.NoError(t, p.end(t, "after SIGTERM at start"), p.output())
+}
+
+// TestTrayAfterASignal: Fyne's own signal handler ends its loop while
+// open requests are let finish, and the tray is still there meanwhile. A
+// click on it then must neither crash the app (GLFW is gone) nor cut the
+// open request short.
+func TestTrayAfterASignal(t *testing.T) {
+	for _, item := range []string{"Open Gatehouse", "Quit", "Pause forwarding"} {
+		t.Run(item, func(t *testing.T) {
+			need(t, "Xvfb", "dbus-daemon")
+			got, release := make(chan struct{}, 1), make(chan struct{})
+			up := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				got <- struct{}{}
+				<-release
+				w.Header().Set("Content-Type", "application/json")
+				fmt.Fprint(w, `{"id":"x","object":"chat.completion","choices":[]}`)
+			}))
+			t.Cleanup(up.Close)
+			defer close(release)
+			listen := freeListen(t)
+			cfgPath := filepath.Join(t.TempDir(), "config.toml")
+			require.NoError(t, os.WriteFile(cfgPath, []byte(fmt.Sprintf("listen = %q\n[[upstreams]]\nname = \"openai\"\nbase_url = \"%s/v1\"\nmodels = [\"gpt-*\"]\nkey_env = \"E2E_OPENAI_KEY\"\n", listen, up.URL)), 0o600))
+			env, bus := desktopEnv(t, cfgPath)
+			host := newTrayHost(t, bus)
+			p := start(t, env)
+			select {
+			case sender := <-host.items:
+				host.menu = host.conn.Object(sender, "/StatusNotifierItem/menu")
+			case <-time.After(2 * time.Minute):
+				t.Fatalf("the app never registered its tray item:\n%s", p.output())
+			}
+			host.waitMenu(t, "the menu", func(m trayItem) bool { _, ok := m.find(item); return ok })
+			status := make(chan int, 1)
+			go func() {
+				res, err := testClient.Post("http://"+listen+"/v1/chat/completions", "application/json", strings.NewReader(`{"model":"gpt-4o","messages":[]}`))
+				if err != nil {
+					status <- 0
+					return
+				}
+				_, _ = io.Copy(io.Discard, res.Body)
+				res.Body.Close()
+				status <- res.StatusCode
+			}()
+			<-got
+			require.NoError(t, p.cmd.Process.Signal(syscall.SIGTERM))
+			// Twice: the forwarder's line, then the app's, once Fyne's loop has ended.
+			p.waitLine(t, regexp.MustCompile(`stopping; letting open requests finish`))
+			p.waitLine(t, regexp.MustCompile(`stopping; letting open requests finish`))
+			m, err := host.tryRead()
+			require.NoError(t, err, "the tray is still there while the request finishes")
+			it, found := m.find(item)
+			require.True(t, found, "%v", m.labels())
+			require.NoError(t, host.call("Event", it.id, "clicked", dbus.MakeVariant(""), uint32(0)).Err)
+			// The click has been handled (or dropped) before the answer is
+			// released: the menu answers a read after it.
+			_, err = host.tryRead()
+			require.NoError(t, err)
+			release <- struct{}{}
+			assert.Equal(t, http.StatusOK, <-status, "the open request finished")
+			require.NoError(t, p.end(t, "after SIGTERM"), p.output())
+			assert.NotContains(t, p.output(), "panic")
+		})
+	}
 }
 
 // TestAStuckQuitEndsTheProcess: when quitting does not finish in time, the

@@ -64,8 +64,7 @@ func (c *cli) runDefault(hidden bool) error {
 	a := fyneapp.NewWithID(appID)
 	a.SetIcon(fyne.NewStaticResource("icon.png", assets.AppIcon))
 
-	// SIGINT and SIGTERM (c.ctx) are Quit, through the app's own Quit so
-	// that nothing is drawn after the tray is gone.
+	// SIGINT and SIGTERM (c.ctx) are Quit: app.Options.Stop.
 	return app.Run(a, app.Options{
 		ConfigPath: cfgPath,
 		RequestLog: reqlog,

@@ -11,6 +11,7 @@ import (
 	"errors"
 	"log/slog"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"fyne.io/fyne/v2"
@@ -71,9 +72,11 @@ func Run(a fyne.App, o Options) error {
 	b := newBackend(o)
 	ctx, cancel := context.WithCancel(context.Background())
 	u := newUI(a, b)
+	u.stop = o.Stop
 	var wg sync.WaitGroup
 	var quitting sync.Once
 	stopping := func() {
+		u.stopped.Store(true)
 		quitting.Do(func() {
 			cancel() // no more widget updates from here on
 			if o.Quitting != nil {
@@ -84,9 +87,16 @@ func Run(a fyne.App, o Options) error {
 			}
 		})
 	}
+	// Quit through the driver, as Fyne's own signal handler does: once
+	// Fyne's loop has ended it runs a function at once, and the app's Quit
+	// would then close a window on a GLFW already terminated (a panic,
+	// seen on one processor). See also ui.over.
 	u.quit = func() {
+		if u.over() {
+			return // stopping already
+		}
 		stopping()
-		a.Quit()
+		a.Driver().Quit()
 	}
 	// Not Lifecycle().SetOnStopped: Fyne 2.8.1 queues that callback while
 	// it drains its work queue at exit, and the app can then hang in
@@ -107,11 +117,7 @@ func Run(a fyne.App, o Options) error {
 				// Stopping begins here, not on Fyne's thread: Fyne's own
 				// signal handler may end its loop before a queued
 				// function runs. Its Quit is queued until the loop runs,
-				// if it does not yet. The driver's Quit, as Fyne's own
-				// handler calls it: once the loop has ended Fyne runs a
-				// function at once, and the app's Quit would then close
-				// a window on a GLFW already terminated (a panic, seen
-				// on one processor).
+				// if it does not yet. The driver's Quit, as u.quit.
 				stopping()
 				fyne.Do(a.Driver().Quit)
 				return
@@ -135,6 +141,10 @@ type ui struct {
 	window  fyne.Window
 	tray    *tray
 	quit    func()
+	// stopped is set when quitting begins; stop is the signal's channel
+	// (Options.Stop). See over.
+	stopped atomic.Bool
+	stop    <-chan struct{}
 	// async runs slow work (files, the keychain, the network) off Fyne's
 	// thread; its results come back through fyne.Do. Tests run it inline.
 	async func(func())
@@ -254,7 +264,27 @@ func (u *ui) show(c fyne.CanvasObject) {
 // showConnect opens the Connect section.
 func (u *ui) showConnect() { u.show(u.connect.content) }
 
+// over tells whether the app is stopping: Quit was chosen or a signal
+// came. Fyne's own signal handler may have ended its loop already, and
+// then Fyne runs what the tray or a second start asks for at once, off its
+// thread, on a terminated GLFW (a panic, and the open requests' grace cut
+// short): the tray's actions and showWindow do nothing from here on.
+func (u *ui) over() bool {
+	if u.stopped.Load() {
+		return true
+	}
+	select {
+	case <-u.stop:
+		return true
+	default:
+		return false
+	}
+}
+
 func (u *ui) showWindow() {
+	if u.over() {
+		return
+	}
 	u.window.Show()
 	u.window.RequestFocus()
 }

@@ -209,20 +209,29 @@ func newTray(u *ui) *tray {
 	return t
 }
 
+// actions are the menu's; none acts once the app is stopping (ui.over):
+// the tray stays until the process ends, open requests' grace included.
 func (t *tray) actions() trayActions {
 	u := t.u
+	live := func(f func()) func() {
+		return func() {
+			if !u.over() {
+				f()
+			}
+		}
+	}
 	return trayActions{
 		open:    u.showWindow,
-		copyURL: func() { u.copy(u.last.BaseURL()) },
+		copyURL: live(func() { u.copy(u.last.BaseURL()) }),
 		quit:    func() { u.quit() },
-		pause:   u.setPaused,
+		pause:   func(on bool) { live(func() { u.setPaused(on) })() },
 		pin: func(p, m string) {
-			u.act(func(s *proxy.Service) error { return s.SetPinned(p, m) })
+			live(func() { u.act(func(s *proxy.Service) error { return s.SetPinned(p, m) }) })()
 		},
 		direct: func(on bool) {
-			u.act(func(s *proxy.Service) error { return s.SetDirect(on) })
+			live(func() { u.act(func(s *proxy.Service) error { return s.SetDirect(on) }) })()
 		},
-		checkNow: u.checkNow,
+		checkNow: live(u.checkNow),
 	}
 }
 
