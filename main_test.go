@@ -243,7 +243,7 @@ func TestProcessors(t *testing.T) {
 	cfgPath := filepath.Join(t.TempDir(), "config.toml")
 	require.NoError(t, os.WriteFile(cfgPath, []byte("[[upstreams]]\nname = \"openai\"\nbase_url = \"http://127.0.0.1:9/v1\"\nmodels = [\"gpt-*\"]\n"), 0o600))
 	more := runtime.NumCPU() + 1 // neither 1 nor what the dependency sets
-	for env, want := range map[string]int{"": 1, "1": 1, strconv.Itoa(more): more} {
+	for env, want := range map[string]int{"": 1, "0": 1, "1": 1, strconv.Itoa(more): more} {
 		t.Run("GOMAXPROCS="+env, func(t *testing.T) {
 			p := start(t, []string{"GOMAXPROCS=" + env, "GODEBUG=schedtrace=50"}, "serve", "--config", cfgPath, "--listen", "127.0.0.1:0")
 			p.waitLine(t, regexp.MustCompile(`msg="forwarder listening"`))
