@@ -584,7 +584,10 @@ func TestTrayAfterASignal(t *testing.T) {
 			require.NoError(t, os.WriteFile(cfgPath, []byte(fmt.Sprintf("listen = %q\n[[upstreams]]\nname = \"openai\"\nbase_url = \"%s/v1\"\nmodels = [\"gpt-*\"]\nkey_env = \"E2E_OPENAI_KEY\"\n", listen, up.URL)), 0o600))
 			env, bus := desktopEnv(t, cfgPath)
 			host := newTrayHost(t, bus)
-			p := start(t, env)
+			// In the tray only, as launch at login starts it: Fyne takes
+			// the tray down at its loop's end only while a window has the
+			// focus, and otherwise leaves it for the open requests' grace.
+			p := start(t, env, hiddenFlag)
 			select {
 			case sender := <-host.items:
 				host.menu = host.conn.Object(sender, "/StatusNotifierItem/menu")
