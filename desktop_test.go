@@ -616,8 +616,10 @@ func TestTrayAfterASignal(t *testing.T) {
 			it, found := m.find(item)
 			require.True(t, found, "%v", m.labels())
 			require.NoError(t, host.call("Event", it.id, "clicked", dbus.MakeVariant(""), uint32(0)).Err)
-			// The click has been handled (or dropped) before the answer is
-			// released: the menu answers a read after it.
+			// The click's action runs on a goroutine of its own; a read
+			// after the click gives it its turn before the answer is
+			// released (on the code before the fix, this failed with a
+			// panic for Open Gatehouse and Quit, also under -race).
 			_, err = host.tryRead()
 			require.NoError(t, err)
 			release <- struct{}{}
