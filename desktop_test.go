@@ -562,12 +562,39 @@ func TestDesktopQuitsOnASignalAtStart(t *testing.T) {
 	require.NoError(t, p.end(t, "after SIGTERM at start"), p.output())
 }
 
+// TestTrayIconOpensTheWindow: a click on the tray icon itself (activate)
+// opens the window of an app started in the tray.
+func TestTrayIconOpensTheWindow(t *testing.T) {
+	need(t, "Xvfb", "dbus-daemon")
+	cfgPath, _, _, _, _ := desktopConfig(t)
+	env, bus := desktopEnv(t, cfgPath)
+	host := newTrayHost(t, bus)
+	p := start(t, env, hiddenFlag)
+	var sender string
+	select {
+	case sender = <-host.items:
+	case <-time.After(2 * time.Minute):
+		t.Fatalf("the app never registered its tray item:\n%s", p.output())
+	}
+	x := openX(t, strings.TrimPrefix(env[0], "DISPLAY="))
+	if w := x.find("Gatehouse"); w != 0 {
+		require.False(t, x.viewable(w), "started in the tray, the window is not shown")
+	}
+	icon := host.conn.Object(sender, "/StatusNotifierItem")
+	require.NoError(t, icon.Call("org.kde.StatusNotifierItem.Activate", 0, int32(0), int32(0)).Err)
+	waitUntil(t, "a window titled Gatehouse", func() bool {
+		win := x.find("Gatehouse")
+		return win != 0 && x.viewable(win)
+	})
+	stop(t, p)
+}
+
 // TestTrayAfterASignal: Fyne's own signal handler ends its loop while
 // open requests are let finish, and the tray is still there meanwhile. A
 // click on it then must neither crash the app (GLFW is gone) nor cut the
-// open request short.
+// open request short: on a menu item, or on the icon itself (activate).
 func TestTrayAfterASignal(t *testing.T) {
-	for _, item := range []string{"Open Gatehouse", "Quit", "Pause forwarding"} {
+	for _, item := range []string{"Open Gatehouse", "Quit", "Copy base URL", "activate"} {
 		t.Run(item, func(t *testing.T) {
 			need(t, "Xvfb", "dbus-daemon")
 			got, release := make(chan struct{}, 1), make(chan struct{})
@@ -588,13 +615,14 @@ func TestTrayAfterASignal(t *testing.T) {
 			// the tray down at its loop's end only while a window has the
 			// focus, and otherwise leaves it for the open requests' grace.
 			p := start(t, env, hiddenFlag)
+			var sender string
 			select {
-			case sender := <-host.items:
+			case sender = <-host.items:
 				host.menu = host.conn.Object(sender, "/StatusNotifierItem/menu")
 			case <-time.After(2 * time.Minute):
 				t.Fatalf("the app never registered its tray item:\n%s", p.output())
 			}
-			host.waitMenu(t, "the menu", func(m trayItem) bool { _, ok := m.find(item); return ok })
+			host.waitMenu(t, "the menu", func(m trayItem) bool { _, ok := m.find("Quit"); return ok })
 			status := make(chan int, 1)
 			go func() {
 				res, err := testClient.Post("http://"+listen+"/v1/chat/completions", "application/json", strings.NewReader(`{"model":"gpt-4o","messages":[]}`))
@@ -613,13 +641,18 @@ func TestTrayAfterASignal(t *testing.T) {
 			p.waitLine(t, regexp.MustCompile(`stopping; letting open requests finish`))
 			m, err := host.tryRead()
 			require.NoError(t, err, "the tray is still there while the request finishes")
-			it, found := m.find(item)
-			require.True(t, found, "%v", m.labels())
-			require.NoError(t, host.call("Event", it.id, "clicked", dbus.MakeVariant(""), uint32(0)).Err)
+			if item == "activate" {
+				icon := host.conn.Object(sender, "/StatusNotifierItem")
+				require.NoError(t, icon.Call("org.kde.StatusNotifierItem.Activate", 0, int32(0), int32(0)).Err)
+			} else {
+				it, found := m.find(item)
+				require.True(t, found, "%v", m.labels())
+				require.NoError(t, host.call("Event", it.id, "clicked", dbus.MakeVariant(""), uint32(0)).Err)
+			}
 			// The click's action runs on a goroutine of its own; a read
 			// after the click gives it its turn before the answer is
 			// released (on the code before the fix, this failed with a
-			// panic for Open Gatehouse and Quit, also under -race).
+			// panic for all four, also under -race).
 			_, err = host.tryRead()
 			require.NoError(t, err)
 			release <- struct{}{}

@@ -87,16 +87,15 @@ func Run(a fyne.App, o Options) error {
 			}
 		})
 	}
-	// Quit through the driver, as Fyne's own signal handler does: once
-	// Fyne's loop has ended it runs a function at once, and the app's Quit
-	// would then close a window on a GLFW already terminated (a panic,
-	// seen on one processor). See also ui.over.
+	// On Fyne's thread while its loop runs (the tray, the window's menu);
+	// once the app is stopping the loop may have ended, and the app's
+	// Quit would close a window on a terminated GLFW (ui.over).
 	u.quit = func() {
 		if u.over() {
 			return // stopping already
 		}
 		stopping()
-		a.Driver().Quit()
+		a.Quit()
 	}
 	// Not Lifecycle().SetOnStopped: Fyne 2.8.1 queues that callback while
 	// it drains its work queue at exit, and the app can then hang in
@@ -117,7 +116,11 @@ func Run(a fyne.App, o Options) error {
 				// Stopping begins here, not on Fyne's thread: Fyne's own
 				// signal handler may end its loop before a queued
 				// function runs. Its Quit is queued until the loop runs,
-				// if it does not yet. The driver's Quit, as u.quit.
+				// if it does not yet. The driver's Quit, as Fyne's own
+				// handler calls it: once the loop has ended Fyne runs a
+				// function at once, and the app's Quit would then close
+				// a window on a GLFW already terminated (a panic, seen
+				// on one processor).
 				stopping()
 				fyne.Do(a.Driver().Quit)
 				return
@@ -268,7 +271,8 @@ func (u *ui) showConnect() { u.show(u.connect.content) }
 // came. Fyne's own signal handler may have ended its loop already, and
 // then Fyne runs what the tray or a second start asks for at once, off its
 // thread, on a terminated GLFW (a panic, and the open requests' grace cut
-// short): the tray's actions and showWindow do nothing from here on.
+// short): showWindow, showError, copy, act and quit do nothing from here
+// on.
 func (u *ui) over() bool {
 	if u.stopped.Load() {
 		return true
@@ -292,6 +296,9 @@ func (u *ui) showWindow() {
 // act runs a command off Fyne's thread (it may save the config) and shows
 // its error, if any, in the window.
 func (u *ui) act(fn func(*proxy.Service) error) {
+	if u.over() {
+		return
+	}
 	u.async(func() {
 		if err := u.backend.with(fn); err != nil {
 			fyne.Do(func() { u.showError(err) })
@@ -301,6 +308,9 @@ func (u *ui) act(fn func(*proxy.Service) error) {
 }
 
 func (u *ui) showError(err error) {
+	if u.over() {
+		return // the window may be gone (ui.over)
+	}
 	u.showWindow()
 	dialog.ShowError(errors.New(localError(err)), u.window)
 }
@@ -316,6 +326,9 @@ func (u *ui) run(work func() error, done func(error)) {
 }
 
 func (u *ui) copy(text string) {
+	if u.over() {
+		return
+	}
 	u.app.Clipboard().SetContent(text)
 }
 

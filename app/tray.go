@@ -13,6 +13,7 @@ import (
 	"fyne.io/fyne/v2/driver/desktop"
 	"fyne.io/fyne/v2/lang"
 	"fyne.io/fyne/v2/theme"
+	"fyne.io/systray"
 
 	"github.com/gatehouse-app/gatehouse/assets"
 	"github.com/gatehouse-app/gatehouse/proxy"
@@ -205,33 +206,32 @@ func newTray(u *ui) *tray {
 	t.desk, _ = u.app.(desktop.App)
 	if t.desk != nil {
 		t.desk.SetSystemTrayWindow(u.window)
+		// A click on the icon opens the window through showWindow, which
+		// does nothing once the app is stopping: Fyne's own handler,
+		// set just above, would show the window on a terminated GLFW
+		// during the open requests' grace (a panic).
+		systray.SetOnTapped(func() { fyne.Do(u.showWindow) })
 	}
 	return t
 }
 
-// actions are the menu's; none acts once the app is stopping (ui.over):
-// the tray stays until the process ends, open requests' grace included.
+// actions are the menu's. The tray stays until the process ends, open
+// requests' grace included; none acts once the app is stopping (ui.over:
+// showWindow, copy, act and quit check it).
 func (t *tray) actions() trayActions {
 	u := t.u
-	live := func(f func()) func() {
-		return func() {
-			if !u.over() {
-				f()
-			}
-		}
-	}
 	return trayActions{
 		open:    u.showWindow,
-		copyURL: live(func() { u.copy(u.last.BaseURL()) }),
+		copyURL: func() { u.copy(u.last.BaseURL()) },
 		quit:    func() { u.quit() },
-		pause:   func(on bool) { live(func() { u.setPaused(on) })() },
+		pause:   u.setPaused,
 		pin: func(p, m string) {
-			live(func() { u.act(func(s *proxy.Service) error { return s.SetPinned(p, m) }) })()
+			u.act(func(s *proxy.Service) error { return s.SetPinned(p, m) })
 		},
 		direct: func(on bool) {
-			live(func() { u.act(func(s *proxy.Service) error { return s.SetDirect(on) }) })()
+			u.act(func(s *proxy.Service) error { return s.SetDirect(on) })
 		},
-		checkNow: live(u.checkNow),
+		checkNow: u.checkNow,
 	}
 }
 
