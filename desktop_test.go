@@ -340,6 +340,28 @@ func parseItem(v []any) trayItem {
 
 // call calls a com.canonical.dbusmenu method of the app's menu, bounded:
 // an app that stops answering fails the test rather than stalling it.
+// registered waits for p's tray item, points the host at its menu and
+// returns the item's bus name.
+func (h *trayHost) registered(t *testing.T, p *process) string {
+	t.Helper()
+	select {
+	case sender := <-h.items:
+		h.menu = h.conn.Object(sender, "/StatusNotifierItem/menu")
+		return sender
+	case err := <-p.done:
+		t.Fatalf("the app ended: %v\n%s", err, p.output())
+	case <-time.After(2 * time.Minute):
+		t.Fatalf("the app never registered its tray item:\n%s", p.output())
+	}
+	return ""
+}
+
+// activate clicks the tray icon itself (its item, not its menu).
+func (h *trayHost) activate(t *testing.T, sender string) {
+	t.Helper()
+	require.NoError(t, h.conn.Object(sender, "/StatusNotifierItem").Call("org.kde.StatusNotifierItem.Activate", 0, int32(0), int32(0)).Err)
+}
+
 func (h *trayHost) call(method string, args ...any) *dbus.Call {
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
@@ -478,14 +500,7 @@ func TestTrayOverDBus(t *testing.T) {
 	env, bus := desktopEnv(t, cfgPath)
 	host := newTrayHost(t, bus)
 	p := start(t, env)
-	select {
-	case sender := <-host.items:
-		host.menu = host.conn.Object(sender, "/StatusNotifierItem/menu")
-	case err := <-p.done:
-		t.Fatalf("the app ended: %v\n%s", err, p.output())
-	case <-time.After(2 * time.Minute):
-		t.Fatalf("the app never registered its tray item:\n%s", p.output())
-	}
+	host.registered(t, p)
 
 	want := []string{"Forwarding on " + listen, "---", "Open Gatehouse", "Copy base URL", "Pause forwarding", "---",
 		"Pool work", "Pool spare", "Direct connection (bypass proxies)", "---", "Quit"} // exactly one Quit, ours
@@ -570,18 +585,12 @@ func TestTrayIconOpensTheWindow(t *testing.T) {
 	env, bus := desktopEnv(t, cfgPath)
 	host := newTrayHost(t, bus)
 	p := start(t, env, hiddenFlag)
-	var sender string
-	select {
-	case sender = <-host.items:
-	case <-time.After(2 * time.Minute):
-		t.Fatalf("the app never registered its tray item:\n%s", p.output())
-	}
+	sender := host.registered(t, p)
 	x := openX(t, strings.TrimPrefix(env[0], "DISPLAY="))
 	if w := x.find("Gatehouse"); w != 0 {
 		require.False(t, x.viewable(w), "started in the tray, the window is not shown")
 	}
-	icon := host.conn.Object(sender, "/StatusNotifierItem")
-	require.NoError(t, icon.Call("org.kde.StatusNotifierItem.Activate", 0, int32(0), int32(0)).Err)
+	host.activate(t, sender)
 	waitUntil(t, "a window titled Gatehouse", func() bool {
 		win := x.find("Gatehouse")
 		return win != 0 && x.viewable(win)
@@ -615,13 +624,7 @@ func TestTrayAfterASignal(t *testing.T) {
 			// the tray down at its loop's end only while a window has the
 			// focus, and otherwise leaves it for the open requests' grace.
 			p := start(t, env, hiddenFlag)
-			var sender string
-			select {
-			case sender = <-host.items:
-				host.menu = host.conn.Object(sender, "/StatusNotifierItem/menu")
-			case <-time.After(2 * time.Minute):
-				t.Fatalf("the app never registered its tray item:\n%s", p.output())
-			}
+			sender := host.registered(t, p)
 			host.waitMenu(t, "the menu", func(m trayItem) bool { _, ok := m.find("Quit"); return ok })
 			status := make(chan int, 1)
 			go func() {
@@ -642,8 +645,7 @@ func TestTrayAfterASignal(t *testing.T) {
 			m, err := host.tryRead()
 			require.NoError(t, err, "the tray is still there while the request finishes")
 			if item == "activate" {
-				icon := host.conn.Object(sender, "/StatusNotifierItem")
-				require.NoError(t, icon.Call("org.kde.StatusNotifierItem.Activate", 0, int32(0), int32(0)).Err)
+				host.activate(t, sender)
 			} else {
 				it, found := m.find(item)
 				require.True(t, found, "%v", m.labels())

@@ -11,7 +11,6 @@ import (
 	"errors"
 	"log/slog"
 	"sync"
-	"sync/atomic"
 	"time"
 
 	"fyne.io/fyne/v2"
@@ -72,11 +71,10 @@ func Run(a fyne.App, o Options) error {
 	b := newBackend(o)
 	ctx, cancel := context.WithCancel(context.Background())
 	u := newUI(a, b)
-	u.stop = o.Stop
+	u.stopping, u.stop = ctx.Done(), o.Stop
 	var wg sync.WaitGroup
 	var quitting sync.Once
 	stopping := func() {
-		u.stopped.Store(true)
 		quitting.Do(func() {
 			cancel() // no more widget updates from here on
 			if o.Quitting != nil {
@@ -144,10 +142,9 @@ type ui struct {
 	window  fyne.Window
 	tray    *tray
 	quit    func()
-	// stopped is set when quitting begins; stop is the signal's channel
-	// (Options.Stop). See over.
-	stopped atomic.Bool
-	stop    <-chan struct{}
+	// stopping is closed when quitting begins; stop is the signal's
+	// channel (Options.Stop). See over.
+	stopping, stop <-chan struct{}
 	// async runs slow work (files, the keychain, the network) off Fyne's
 	// thread; its results come back through fyne.Do. Tests run it inline.
 	async func(func())
@@ -274,10 +271,9 @@ func (u *ui) showConnect() { u.show(u.connect.content) }
 // short): showWindow, showError, copy, act and quit do nothing from here
 // on.
 func (u *ui) over() bool {
-	if u.stopped.Load() {
-		return true
-	}
 	select {
+	case <-u.stopping:
+		return true
 	case <-u.stop:
 		return true
 	default:
